@@ -1,0 +1,45 @@
+"""Dependencies of the routes: the app state, the database and the caller's tenant."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app import auth
+from app.config import Settings
+from app.errors import Unauthorized
+from app.models import DEFAULT_TENANT_ID
+from app.state import AppState, Database
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.distillery  # type: ignore[no-any-return]
+
+
+def get_db(state: Annotated[AppState, Depends(get_state)]) -> Database:
+    return state.db
+
+
+def get_settings(state: Annotated[AppState, Depends(get_state)]) -> Settings:
+    return state.settings
+
+
+async def get_tenant(request: Request, state: Annotated[AppState, Depends(get_state)]) -> uuid.UUID:
+    """The tenant of the bearer key; without auth, the default tenant."""
+    header = request.headers.get("authorization")
+    if header is None:
+        if state.settings.auth:
+            raise Unauthorized()
+        return DEFAULT_TENANT_ID
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("expected `Authorization: Bearer <key>`")
+    async with state.db.reading() as session:
+        return await auth.tenant_for_key(session=session, key=key.strip())
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TenantDep = Annotated[uuid.UUID, Depends(get_tenant)]

@@ -1,0 +1,148 @@
+"""The `distillery` command: serve, db upgrade, keys, teacher check.
+
+The one module that may compose `app` and `workers` (workers are imported inside commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import uuid
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app import auth, migrate
+from app.config import Settings, get_settings
+from app.state import Database
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
+keys_cli = typer.Typer(no_args_is_help=True, help="API keys (bearer tokens) of tenants.")
+teacher_cli = typer.Typer(no_args_is_help=True, help="The teacher this machine serves.")
+cli.add_typer(db_cli, name="db")
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(teacher_cli, name="teacher")
+console = Console()
+
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database-url", help="overrides DISTILLERY_DATABASE_URL")
+]
+
+
+def _settings(database_url: str | None = None, **overrides: object) -> Settings:
+    settings = get_settings()
+    update = {k: v for k, v in {"database_url": database_url, **overrides}.items() if v is not None}
+    return settings.model_copy(update=update) if update else settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: 8000]")] = None,
+    database_url: DatabaseOpt = None,
+    migrate_schema: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="upgrade the schema first")
+    ] = True,
+) -> None:
+    """Run the API (embedded default: SQLite file, 127.0.0.1:8000)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings(database_url, host=host, port=port)
+    if not settings.auth and not is_loopback(settings.host):
+        console.print(
+            f"[red]refusing to serve without API keys on {settings.host}[/red]: "
+            "set DISTILLERY_AUTH=true (and create keys) or bind a loopback address"
+        )
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if migrate_schema and settings.auto_migrate:
+        migrate.upgrade(settings.database_url)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseOpt = None,
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+) -> None:
+    """Apply the migrations (Postgres or SQLite)."""
+    settings = _settings(database_url)
+    migrate.upgrade(settings.database_url, revision)
+    console.print(f"database at [bold]{revision}[/bold]")
+
+
+async def _with_db(settings: Settings, work):  # type: ignore[no-untyped-def]
+    db = Database.from_url(settings.database_url)
+    try:
+        async with db.transaction() as session:
+            return await work(session)
+    finally:
+        await db.engine.dispose()
+
+
+@keys_cli.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="tenant name (created if new)")],
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        return await auth.add_key(session=session, tenant_name=tenant, name=name)
+
+    key, plain = asyncio.run(_with_db(_settings(database_url), work))
+    console.print(f"key id {key.id} for tenant {tenant!r}; store it now, it is not shown again:")
+    print(plain)
+
+
+@keys_cli.command("list")
+def keys_list(database_url: DatabaseOpt = None) -> None:
+    """List keys (prefix, tenant, revoked or not)."""
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        return await auth.list_keys(session=session)
+
+    table = Table("id", "tenant", "name", "prefix", "created", "revoked")
+    for key, tenant in asyncio.run(_with_db(_settings(database_url), work)):
+        revoked = key.revoked_at.isoformat() if key.revoked_at else ""
+        table.add_row(
+            str(key.id), tenant, key.name, key.prefix, key.created_at.isoformat(), revoked
+        )
+    console.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: uuid.UUID, database_url: DatabaseOpt = None) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        return await auth.revoke_key(session=session, key_id=key_id)
+
+    from app.errors import NotFound
+
+    try:
+        asyncio.run(_with_db(_settings(database_url), work))
+    except NotFound as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"revoked {key_id}")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,86 @@
+"""One Settings object for the service and the workers.
+
+Everything is read from ``DISTILLERY_*`` environment variables (nested groups with ``__``, e.g.
+``DISTILLERY_TEACHER__BASE_URL``). Settings are built by :func:`get_settings` and passed in;
+nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path("distillery.db")
+
+
+class TeacherSettings(BaseModel):
+    """The teacher a worker serves. Per-job sampling choices live on the job, not here."""
+
+    backend: Literal["auto", "openai", "vllm", "transformers"] = Field(
+        "auto",
+        description="auto: vllm if installed and a GPU is present, else transformers if a model "
+        "is set, else openai if base_url is set",
+    )
+    model: str | None = Field(
+        None, description="model name (openai, vllm) or local path / hub id (transformers)"
+    )
+    # openai-compatible HTTP backend
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL, e.g. http://host:8000/v1"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="bearer key for the OpenAI-compatible server"
+    )
+    max_concurrency: int = Field(64, ge=1, le=4096, description="requests in flight at most")
+    request_timeout_s: float = Field(300.0, gt=0, description="per-request timeout, seconds")
+    max_retries: int = Field(5, ge=0, le=50, description="retries of 429/5xx/timeouts per request")
+    # in-process vLLM
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=1)
+    max_num_seqs: int | None = Field(None, ge=1)
+    dtype: str = Field("auto", description="weights dtype (vllm, transformers)")
+    # local transformers
+    device: str = Field("auto", description="transformers device: auto, cpu, cuda, cuda:0 ...")
+    batch_size: int = Field(8, ge=1, le=1024, description="transformers generate() batch size")
+
+
+class Settings(BaseSettings):
+    """Service configuration (see docs/configuration.md for every field)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DISTILLERY_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    database_url: str = Field(
+        f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}",
+        description="SQLAlchemy async URL: postgresql+asyncpg://... or sqlite+aiosqlite:///file.db",
+    )
+    host: str = Field("127.0.0.1", description="address `distillery serve` binds")
+    port: int = Field(8000, ge=0, le=65535, description="port `distillery serve` binds")
+    auto_migrate: bool = Field(
+        True, description="`serve` runs `alembic upgrade head` on start (embedded default)"
+    )
+    auth: bool = Field(
+        False,
+        description="require API keys on /v1; without auth the server only binds loopback "
+        "and every request belongs to the default tenant",
+    )
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body")
+    max_examples_per_upload: int = Field(100_000, ge=1, description="examples in one seed upload")
+    max_field_chars: int = Field(100_000, ge=1, description="longest instruction/input/output")
+    export_batch_rows: int = Field(1000, ge=1, le=100_000, description="rows per export fetch")
+    page_size_max: int = Field(1000, ge=1, description="largest page of a listing")
+    labeling_chunk_size: int = Field(64, ge=1, le=10_000, description="prompts per labeling task")
+    task_max_attempts: int = Field(5, ge=1, le=100, description="tries of a task before it fails")
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, built once per process."""
+    return Settings()

@@ -1,0 +1,216 @@
+"""Examples: parse seed uploads (JSON or JSONL), insert all or nothing, page through them.
+
+Exact duplicates (same normalised content hash in one dataset, see app.hashing) are counted,
+never stored twice, whether they repeat inside one upload or an earlier one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import Insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import paging
+from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.hashing import content_hash
+from app.ids import uuid7
+from app.models import Example
+from app.schemas import ExampleIn
+
+MAX_REPORTED_ERRORS = 20
+INSERT_CHUNK = 1000
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
+
+
+def parse_seeds(body: bytes, content_type: str, *, max_examples: int) -> list[ExampleIn]:
+    """The examples of a seed upload, or a 4xx naming the field or the JSONL line at fault."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if not body.strip():
+        raise BadRequest('empty body: send {"examples": [...]} or JSONL, one example per line')
+    if media in NDJSON_TYPES:
+        return _parse_ndjson(body, max_examples)
+    if media in ("application/json", ""):
+        return _parse_json(body, max_examples)
+    raise UnsupportedMediaType(
+        f"unsupported content type {media!r}: use application/json or application/x-ndjson"
+    )
+
+
+def _parse_json(body: bytes, max_examples: int) -> list[ExampleIn]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON (UTF-8): {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
+        raise ValidationFailed(
+            'expected an object {"examples": [...]}',
+            details=[{"loc": ["body", "examples"], "msg": "missing or not a list"}],
+        )
+    items = data["examples"]
+    if set(data) - {"examples"}:
+        raise ValidationFailed(
+            "unknown fields in body",
+            details=[{"loc": ["body", k], "msg": "extra field"} for k in set(data) - {"examples"}],
+        )
+    _check_count(len(items), max_examples)
+    if not items:
+        raise ValidationFailed(
+            "no examples given", details=[{"loc": ["body", "examples"], "msg": "empty list"}]
+        )
+    examples, errors = [], []
+    for i, item in enumerate(items):
+        try:
+            examples.append(ExampleIn.model_validate(item))
+        except ValidationError as exc:
+            errors.extend(_errors(exc, ["body", "examples", i]))
+        if len(errors) >= MAX_REPORTED_ERRORS:
+            break
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first["loc"][1:])
+        raise ValidationFailed(f"invalid example at {where}: {first['msg']}", details=errors)
+    return examples
+
+
+def _parse_ndjson(body: bytes, max_examples: int) -> list[ExampleIn]:
+    examples: list[ExampleIn] = []
+    errors: list[dict[str, Any]] = []
+    for lineno, raw in enumerate(body.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        if len(examples) + len(errors) >= max_examples:
+            _check_count(max_examples + 1, max_examples)
+        error = None
+        try:
+            text = raw.decode("utf-8")
+            examples.append(ExampleIn.model_validate(orjson.loads(text)))
+        except UnicodeDecodeError as exc:
+            error = [
+                {
+                    "loc": ["body", f"line {lineno}"],
+                    "line": lineno,
+                    "msg": f"invalid UTF-8 ({exc.reason} at byte {exc.start})",
+                }
+            ]
+        except orjson.JSONDecodeError as exc:
+            error = [
+                {"loc": ["body", f"line {lineno}"], "line": lineno, "msg": f"invalid JSON: {exc}"}
+            ]
+        except ValidationError as exc:
+            error = [{**e, "line": lineno} for e in _errors(exc, ["body", f"line {lineno}"])]
+        if error:
+            errors.extend(error)
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                break
+    if errors:
+        first = errors[0]
+        field = ".".join(str(p) for p in first["loc"][2:])
+        raise ValidationFailed(
+            f"line {first['line']}: {field + ': ' if field else ''}{first['msg']}", details=errors
+        )
+    if not examples:
+        raise BadRequest("no examples in the JSONL body")
+    return examples
+
+
+def _errors(exc: ValidationError, prefix: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def _check_count(n: int, max_examples: int) -> None:
+    if n > max_examples:
+        raise PayloadTooLarge(f"too many examples in one upload (at most {max_examples})")
+
+
+def check_field_lengths(examples: Sequence[ExampleIn], max_chars: int) -> None:
+    """422 naming the first example whose text field is longer than `max_chars`."""
+    for i, ex in enumerate(examples):
+        fields = {"instruction": ex.instruction, "input": ex.input, "output": ex.output}
+        for m, msg in enumerate(ex.messages or []):
+            fields[f"messages.{m}.content"] = msg.content
+        for name, value in fields.items():
+            if value is not None and len(value) > max_chars:
+                raise ValidationFailed(
+                    f"example {i}: {name} is longer than {max_chars} characters",
+                    details=[{"loc": ["body", "examples", i, name], "msg": "too long"}],
+                )
+
+
+def seed_row(dataset_id: uuid.UUID, ex: ExampleIn) -> dict[str, Any]:
+    """The examples row of one seed; conversations keep their messages and the first user turn."""
+    messages = [m.model_dump() for m in ex.messages] if ex.messages else None
+    instruction = ex.instruction or ""
+    output = ex.output
+    if messages:
+        if not instruction.strip():
+            instruction = next(m["content"] for m in messages if m["role"] == "user")
+        if output is None and messages[-1]["role"] == "assistant":
+            output = messages[-1]["content"]
+    digest = content_hash(instruction, ex.input, output, messages)
+    has_answer = output is not None and output.strip() != ""
+    return {
+        "id": uuid7(),
+        "dataset_id": dataset_id,
+        "origin": "seed",
+        "status": "accepted" if has_answer else "pending",
+        "instruction": instruction,
+        "input": ex.input or "",
+        "output": output,
+        "messages": messages,
+        "meta": ex.metadata or {},
+        "content_hash": digest,
+        "dedup_key": digest,
+    }
+
+
+def insert_ignoring_duplicates(dialect: str) -> Insert:
+    """INSERT INTO examples ... ON CONFLICT (dataset_id, dedup_key) DO NOTHING, for the dialect."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(Example).on_conflict_do_nothing(index_elements=["dataset_id", "dedup_key"])
+
+
+async def add_seeds(
+    *, session: AsyncSession, dataset_id: uuid.UUID, examples: Sequence[ExampleIn]
+) -> tuple[int, int]:
+    """Insert seeds in the caller's transaction; returns (inserted, duplicates)."""
+    rows, seen = [], set()
+    for ex in examples:
+        row = seed_row(dataset_id, ex)
+        if row["content_hash"] not in seen:
+            seen.add(row["content_hash"])
+            rows.append(row)
+    stmt = insert_ignoring_duplicates(session.bind.dialect.name).returning(Example.id)
+    inserted = 0
+    for start in range(0, len(rows), INSERT_CHUNK):
+        result = await session.execute(stmt, rows[start : start + INSERT_CHUNK])
+        inserted += len(result.all())
+    return inserted, len(examples) - inserted
+
+
+async def list_examples(
+    *,
+    session: AsyncSession,
+    dataset_id: uuid.UUID,
+    origin: str | None,
+    status: str | None,
+    job_id: uuid.UUID | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Example], str | None]:
+    stmt = select(Example).where(Example.dataset_id == dataset_id)
+    if origin:
+        stmt = stmt.where(Example.origin == origin)
+    if status:
+        stmt = stmt.where(Example.status == status)
+    if job_id:
+        stmt = stmt.where(Example.job_id == job_id)
+    return await paging.page(session, stmt, Example, limit, cursor)

@@ -1,0 +1,191 @@
+"""Wire models: the API's contract (requests in, responses out)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.kinds import TeacherSpec
+
+T = TypeVar("T")
+
+Origin = Literal["seed", "generated"]
+ExampleStatus = Literal["accepted", "rejected", "pending"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ExportFormat = Literal["alpaca", "messages", "sharegpt"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] = []
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
+
+
+# datasets ---------------------------------------------------------------------------------------
+
+
+class DatasetCreate(_In):
+    name: str = Field(..., min_length=1, max_length=200)
+    description: str = Field("", max_length=10_000)
+
+    _name = field_validator("name")(_not_blank)
+
+
+class DatasetRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    created_at: dt.datetime
+    counts: dict[str, dict[str, int]] | None = Field(
+        None, description="examples by origin, then by status (one dataset only)"
+    )
+    total_examples: int | None = None
+
+
+# examples ---------------------------------------------------------------------------------------
+
+
+class Message(_In):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(..., max_length=1_000_000)
+
+
+class ExampleIn(_In):
+    """A seed: an instruction (with optional input and output), or a conversation."""
+
+    instruction: str | None = Field(None, max_length=1_000_000)
+    input: str | None = Field(None, max_length=1_000_000)
+    output: str | None = Field(None, max_length=1_000_000)
+    messages: list[Message] | None = Field(None, max_length=1000)
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _has_task(self) -> ExampleIn:
+        has_instruction = bool(self.instruction and self.instruction.strip())
+        has_messages = bool(self.messages)
+        if not has_instruction and not has_messages:
+            raise ValueError("needs a non-blank `instruction` or a non-empty `messages`")
+        if has_messages and not any(m.role == "user" for m in self.messages or []):
+            raise ValueError("`messages` needs at least one user message")
+        return self
+
+
+class SeedsUpload(_In):
+    examples: list[ExampleIn] = Field(..., min_length=1)
+
+
+class SeedsResult(BaseModel):
+    inserted: int
+    duplicates: int
+
+
+class ExampleRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    dataset_id: uuid.UUID
+    origin: str
+    status: str
+    instruction: str
+    input: str
+    output: str | None
+    messages: list[dict[str, Any]] | None
+    metadata: dict[str, Any] = Field(validation_alias="meta")
+    reject_reason: str | None
+    reject_detail: str | None
+    job_id: uuid.UUID | None
+    method: str | None
+    prompt_id: str | None
+    prompt_version: str | None
+    teacher_backend: str | None
+    teacher_model: str | None
+    sampling: dict[str, Any] | None
+    usage: dict[str, Any] | None
+    raw_output: str | None
+    scores: dict[str, Any] | None
+    created_at: dt.datetime
+
+
+# skills -----------------------------------------------------------------------------------------
+
+
+class SkillCreate(_In):
+    name: str = Field(..., min_length=1, max_length=200)
+    description: str = Field("", max_length=20_000)
+    domain: str = Field("", max_length=200)
+    guidelines: str = Field("", max_length=50_000)
+    rubric: str = Field("", max_length=50_000)
+    output_format: str = Field("", max_length=20_000)
+
+    _name = field_validator("name")(_not_blank)
+
+
+class SkillRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    description: str
+    domain: str
+    guidelines: str
+    rubric: str
+    output_format: str
+    created_at: dt.datetime
+
+
+# jobs -------------------------------------------------------------------------------------------
+
+
+class JobCreate(_In):
+    dataset_id: uuid.UUID
+    kind: str = Field(..., min_length=1, max_length=40)
+    skill_id: uuid.UUID | None = None
+    params: dict[str, Any] | None = None
+    teacher: TeacherSpec | None = None
+
+
+class Progress(BaseModel):
+    total: int
+    completed: int
+    accepted: int
+    rejected: int
+    failed: int
+
+
+class JobRead(BaseModel):
+    id: uuid.UUID
+    dataset_id: uuid.UUID
+    skill_id: uuid.UUID | None
+    kind: str
+    status: JobStatus
+    params: dict[str, Any]
+    teacher: dict[str, Any]
+    progress: Progress
+    error: str | None
+    stop_reason: str | None
+    cancel_requested: bool
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
