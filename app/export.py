@@ -30,7 +30,7 @@ EXPORT_COLUMNS = (
     Example.input,
     Example.output,
     Example.messages,
-    Example.meta,
+    Example.meta.label("meta"),
     Example.job_id,
     Example.method,
     Example.prompt_id,

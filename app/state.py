@@ -37,10 +37,7 @@ class Database:
         """A read-only session; on SQLite it does not take the write lock."""
         async with self.sessionmaker() as session:
             await session.connection(execution_options={"readonly": True})
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session  # closing the session ends the transaction; loaded objects stay usable
 
 
 @dataclass

@@ -1,0 +1,133 @@
+"""Export: the three JSONL formats, filters, provenance and streaming in batches."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import orjson
+import pytest
+
+from app.config import Settings
+from app.export import chat_messages, filename, to_alpaca, to_messages, to_sharegpt
+from app.hashing import content_hash
+from app.models import Example, Job
+from app.state import Database
+from tests.conftest import LiveServer
+from tests.factories import make_dataset, seed_items, upload_seeds
+from tests.test_api_datasets import assert_error
+
+
+def lines(response: httpx.Response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/x-ndjson"
+    return [orjson.loads(line) for line in response.content.splitlines()]
+
+
+ROW = {"instruction": "Add", "input": "2 and 3", "output": "5", "messages": None}
+
+
+def test_format_functions() -> None:
+    assert to_alpaca(ROW) == {"instruction": "Add", "input": "2 and 3", "output": "5"}
+    assert to_messages(ROW) == {
+        "messages": [
+            {"role": "user", "content": "Add\n\n2 and 3"},
+            {"role": "assistant", "content": "5"},
+        ]
+    }
+    assert to_sharegpt({**ROW, "input": ""}) == {
+        "conversations": [{"from": "human", "value": "Add"}, {"from": "gpt", "value": "5"}]
+    }
+    convo = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    assert chat_messages({**ROW, "messages": convo})[-1] == {"role": "assistant", "content": "5"}
+    assert to_sharegpt({**ROW, "messages": convo})["conversations"][0] == {
+        "from": "system",
+        "value": "s",
+    }
+    assert filename("my data/set?", "alpaca") == "my-data-set-alpaca.jsonl"
+    assert filename("///", "messages") == "dataset-messages.jsonl"
+
+
+async def add_generated(
+    database: Database, dataset_id: str, n: int, status: str = "accepted"
+) -> str:
+    """A job with `n` generated examples (written as a worker would)."""
+    from app.models import DEFAULT_TENANT_ID
+
+    async with database.transaction() as session:
+        job = Job(
+            tenant_id=DEFAULT_TENANT_ID,
+            dataset_id=uuid.UUID(dataset_id),
+            kind="expansion",
+            status="running",
+        )
+        session.add(job)
+        await session.flush()
+        for i in range(n):
+            digest = content_hash(f"gen {status} {i}", "", f"out {i}")
+            session.add(
+                Example(dataset_id=uuid.UUID(dataset_id), origin="generated", status=status,
+                        instruction=f"gen {status} {i}", output=f"out {i}", content_hash=digest,
+                        dedup_key=digest if status != "rejected" else None, job_id=job.id,
+                        method="expansion", prompt_id="expansion/answer", prompt_version="v1",
+                        teacher_backend="openai", teacher_model="m",
+                        reject_reason="refusal" if status == "rejected" else None)
+            )  # fmt: skip
+    return str(job.id)
+
+
+async def test_formats_filters_and_provenance(client: httpx.Client, database: Database) -> None:
+    ds = make_dataset(client, "My Set")
+    upload_seeds(client, ds["id"], seed_items(3) + seed_items(2, with_output=False, prefix="Q"))
+    job_id = await add_generated(database, ds["id"], 4)
+    await add_generated(database, ds["id"], 2, status="rejected")
+    url = f"/v1/datasets/{ds['id']}/export"
+
+    response = client.get(url)
+    assert response.headers["content-disposition"] == 'attachment; filename="My-Set-alpaca.jsonl"'
+    rows = lines(response)
+    assert len(rows) == 7  # accepted only: 3 seeds + 4 generated
+    assert all(set(r) == {"instruction", "input", "output"} for r in rows)
+
+    messages = lines(client.get(url, params={"format": "messages", "origin": "generated"}))
+    assert len(messages) == 4
+    assert messages[0]["messages"][1] == {"role": "assistant", "content": "out 0"}
+    sharegpt = lines(client.get(url, params={"format": "sharegpt", "origin": "seed"}))
+    assert [c["from"] for c in sharegpt[0]["conversations"]] == ["human", "gpt"]
+
+    assert len(lines(client.get(url, params={"status": "rejected"}))) == 2
+    assert len(lines(client.get(url, params={"status": "pending"}))) == 2
+    assert len(lines(client.get(url, params={"status": "all"}))) == 11
+    by_job = lines(client.get(url, params={"job_id": job_id, "status": "all", "metadata": True}))
+    assert len(by_job) == 4
+    meta = by_job[0]["metadata"]
+    assert (
+        meta["job_id"] == job_id and meta["method"] == "expansion" and meta["teacher_model"] == "m"
+    )
+    assert lines(client.get(url, params={"job_id": str(uuid.uuid4())})) == []
+
+    assert_error(client.get(url, params={"format": "csv"}), 422, "validation_error")
+    assert_error(client.get(f"/v1/datasets/{uuid.uuid4()}/export"), 404, "not_found")
+
+
+@pytest.fixture
+def tiny_batches(settings: Settings) -> Settings:
+    return settings.model_copy(update={"export_batch_rows": 7})
+
+
+def test_streams_in_batches_in_order(tiny_batches: Settings) -> None:
+    server = LiveServer(tiny_batches).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            ds = make_dataset(client)
+            upload_seeds(client, ds["id"], seed_items(50))
+            with client.stream("GET", f"/v1/datasets/{ds['id']}/export") as response:
+                chunks = list(response.iter_raw())
+            rows = [orjson.loads(x) for x in b"".join(chunks).splitlines()]
+            assert len(rows) == 50
+            listed = client.get(f"/v1/datasets/{ds['id']}/examples", params={"limit": 50}).json()[
+                "data"
+            ]
+            assert [r["instruction"] for r in rows] == [e["instruction"] for e in listed]
+    finally:
+        server.stop()
