@@ -1,0 +1,3 @@
+"""Benchmarks for distillery, and the loopback teacher emulator they (and the tests) run against."""
+
+from __future__ import annotations
