@@ -189,3 +189,40 @@ class JobRead(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+
+
+class Tokens(BaseModel):
+    prompt: int
+    completion: int
+    total: int
+
+
+class LeadingWord(BaseModel):
+    word: str
+    count: int
+
+
+class Diversity(BaseModel):
+    instructions: int = Field(description="accepted instructions measured (a sample past 20,000)")
+    distinct_1: float = Field(description="distinct words / words")
+    distinct_2: float = Field(description="distinct word pairs / word pairs")
+    leading_words: list[LeadingWord] = Field(description="most common first words (verbs)")
+
+
+class JobReport(BaseModel):
+    job_id: uuid.UUID
+    kind: str
+    status: JobStatus
+    stop_reason: str | None
+    candidates: int = Field(description="every candidate the teacher produced and we judged")
+    accepted: int
+    rejected: int
+    pending: int
+    rejected_by_reason: dict[str, int]
+    duplicates: int = Field(description="exact and near duplicates among the rejected")
+    failed: int = Field(description="items whose teacher calls failed for good")
+    tokens: Tokens
+    teacher_seconds: float = Field(description="time spent in teacher calls (summed over tasks)")
+    wall_seconds: float | None = Field(description="from the first claim to the end (or now)")
+    examples_per_minute: float | None
+    diversity: Diversity

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app import jobs
+from app import jobs, reports
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
-from app.schemas import JobCreate, JobRead, JobStatus, Page
+from app.schemas import JobCreate, JobRead, JobReport, JobStatus, Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 
@@ -55,6 +55,15 @@ async def get_job(job_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> JobRead:
     async with db.reading() as session:
         job = await jobs.get_job(session=session, tenant_id=tenant, job_id=job_id)
     return jobs.job_read(job)
+
+
+@router.get("/{job_id}/report")
+async def get_job_report(job_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> JobReport:
+    """Curation report: candidates, kept, rejected by reason, tokens, throughput, diversity."""
+    async with db.reading() as session:
+        job = await jobs.get_job(session=session, tenant_id=tenant, job_id=job_id)
+        report = await reports.job_report(session=session, job=job)
+    return JobReport.model_validate(report)
 
 
 @router.post("/{job_id}/cancel", status_code=202)

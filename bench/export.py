@@ -1,0 +1,158 @@
+"""Benchmark: streamed JSONL export from Postgres vs COPY of the same rows, and server memory.
+
+    .venv/bin/python -m bench.export --rows 200000
+
+Builds a fresh Postgres database with N generated examples (INSERT ... SELECT generate_series),
+starts `distillery serve` as a subprocess, downloads the export over loopback while sampling the
+server's RSS, then runs `COPY (SELECT json_build_object(...)) TO STDOUT` for the same rows.
+Prints MB/s of both, their ratio, and the server's RSS before and at peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import asyncpg
+import httpx
+import psutil
+
+from app import migrate
+
+PG = os.environ.get("DISTILLERY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DB = "distillery_bench_export"
+DATASET = "00000000-0000-7000-8000-00000000beef"
+
+FILL = f"""
+INSERT INTO datasets (id, tenant_id, name, description, created_at)
+VALUES ('{DATASET}', '00000000-0000-7000-8000-000000000001', 'bench', '', now());
+INSERT INTO examples (id, dataset_id, origin, status, instruction, input, output, metadata,
+                      content_hash, dedup_key, method, created_at)
+SELECT ('01900000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, '{DATASET}', 'generated',
+       'accepted', 'Explain topic ' || i || ' to a curious student in three short paragraphs.',
+       CASE WHEN i % 3 = 0 THEN 'context for ' || i ELSE '' END,
+       repeat('The answer to question ' || i || ' is explained here. ', 6), '{{}}',
+       md5(i::text) || md5((i + 1)::text), md5(i::text) || md5((i + 1)::text), 'expansion', now()
+FROM generate_series(1, $1::int) AS i;
+"""
+
+COPY_QUERY = f"""
+SELECT json_build_object('instruction', instruction, 'input', input, 'output', output)::text
+FROM examples WHERE dataset_id = '{DATASET}' AND status = 'accepted' ORDER BY id
+"""
+
+
+async def prepare(rows: int) -> None:
+    admin = await asyncpg.connect(f"{PG}/postgres")
+    await admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {DB}")
+    await admin.close()
+    await asyncio.to_thread(migrate.upgrade, url())
+    conn = await asyncpg.connect(f"{PG}/{DB}")
+    for statement in FILL.split(";\n")[:-1]:
+        await (conn.execute(statement, rows) if "$1" in statement else conn.execute(statement))
+    await conn.execute("VACUUM ANALYZE examples")
+    await conn.close()
+
+
+def url() -> str:
+    return PG.replace("postgresql://", "postgresql+asyncpg://") + f"/{DB}"
+
+
+async def copy_mb_s() -> tuple[float, float]:
+    conn = await asyncpg.connect(f"{PG}/{DB}")
+    size = 0
+
+    async def sink(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+
+    start = time.perf_counter()
+    await conn.copy_from_query(
+        COPY_QUERY, output=sink, format="csv", quote="\x01", delimiter="\x02"
+    )
+    elapsed = time.perf_counter() - start
+    await conn.close()
+    return size / 1e6, elapsed
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def export_once(port: int, proc: psutil.Process) -> tuple[int, float, float, int]:
+    peak = proc.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, proc.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    size = lines = 0
+    start = time.perf_counter()
+    with (
+        httpx.Client(timeout=600) as client,
+        client.stream("GET", f"http://127.0.0.1:{port}/v1/datasets/{DATASET}/export") as response,
+    ):
+        response.raise_for_status()
+        for chunk in response.iter_raw():
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+    elapsed = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    return lines, size / 1e6, elapsed, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    args = parser.parse_args()
+    asyncio.run(prepare(args.rows))
+    port = free_port()
+    env = {**os.environ, "DISTILLERY_EMBEDDED_WORKER": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--no-migrate", "--port", str(port),
+         "--database-url", url()],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        proc = psutil.Process(server.pid)
+        idle_rss = proc.memory_info().rss
+        lines, mb, seconds, peak = export_once(port, proc)
+        copy_mb, copy_s = asyncio.run(copy_mb_s())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert lines == args.rows, f"exported {lines} of {args.rows} rows"
+    print(f"{'what':<34}{'value':>14}")
+    print(f"{'rows exported':<34}{lines:>14,}")
+    print(f"{'export MB / s':<34}{mb:>9.1f} / {seconds:.2f}")
+    print(f"{'export MB/s':<34}{mb / seconds:>14.1f}")
+    print(f"{'COPY MB/s (same rows)':<34}{copy_mb / copy_s:>14.1f}")
+    print(f"{'export / COPY throughput':<34}{(mb / seconds) / (copy_mb / copy_s):>14.2f}")
+    print(f"{'server RSS idle MB':<34}{idle_rss / 1e6:>14.1f}")
+    print(f"{'server RSS peak MB':<34}{peak / 1e6:>14.1f}")
+
+
+if __name__ == "__main__":
+    main()
