@@ -1,4 +1,4 @@
-"""The `distillery` command: serve, db upgrade, keys, teacher check.
+"""The `distillery` command: serve, worker, db upgrade, keys, teacher check.
 
 The one module that may compose `app` and `workers` (workers are imported inside commands).
 """
@@ -9,7 +9,7 @@ import asyncio
 import ipaddress
 import logging
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 from app import auth, migrate
 from app.config import Settings, get_settings
 from app.state import Database
+
+if TYPE_CHECKING:
+    from app.main import Background
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -56,8 +59,15 @@ def serve(
     migrate_schema: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="upgrade the schema first")
     ] = True,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="run a worker in-process (default: DISTILLERY_EMBEDDED_WORKER, true)",
+        ),
+    ] = None,
 ) -> None:
-    """Run the API (embedded default: SQLite file, 127.0.0.1:8000)."""
+    """Run the API, with an in-process worker (embedded default: SQLite file, 127.0.0.1:8000)."""
     import uvicorn
 
     from app.main import create_app
@@ -72,7 +82,59 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if migrate_schema and settings.auto_migrate:
         migrate.upgrade(settings.database_url)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    with_worker = settings.embedded_worker if worker is None else worker
+    background = embedded_workers(settings) if with_worker else []
+    uvicorn.run(
+        create_app(settings, background=background),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+    )
+
+
+def embedded_workers(settings: Settings) -> list[Background]:
+    """The in-process worker for `serve`, or none (with a warning) when no teacher is set up."""
+    from workers import runner
+    from workers.teachers import TeacherError, make_teacher
+
+    try:
+        teacher = make_teacher(settings.teacher)
+    except (ValueError, TeacherError) as exc:
+        logging.getLogger(__name__).warning(
+            "%s; serving the API without a worker (jobs stay queued until one runs)",
+            exc,
+            extra={"action": "embedded_worker_off"},
+        )
+        return []
+    return [runner.embedded_worker(settings, teacher)]
+
+
+@cli.command("worker")
+def worker_command(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="tasks in flight (default: DISTILLERY_WORKER_CONCURRENCY, 4)"),
+    ] = None,
+    database_url: DatabaseOpt = None,
+    model: Annotated[
+        str | None, typer.Option(help="teacher model (overrides DISTILLERY_TEACHER__MODEL)")
+    ] = None,
+) -> None:
+    """Claim and run tasks until SIGTERM/SIGINT, then finish or release what is held."""
+    from workers import runner
+    from workers.teachers import TeacherError, make_teacher
+
+    settings = _settings(database_url, worker_concurrency=concurrency)
+    if model is not None:
+        teacher_settings = settings.teacher.model_copy(update={"model": model})
+        settings = settings.model_copy(update={"teacher": teacher_settings})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        teacher = make_teacher(settings.teacher)
+    except (ValueError, TeacherError) as exc:
+        console.print(f"[red]no teacher[/red]: {exc}")
+        raise typer.Exit(2) from None
+    asyncio.run(runner.run_worker(settings, teacher))
 
 
 @db_cli.command("upgrade")
@@ -144,5 +206,35 @@ def keys_revoke(key_id: uuid.UUID, database_url: DatabaseOpt = None) -> None:
     console.print(f"revoked {key_id}")
 
 
+@teacher_cli.command("check")
+def teacher_check(
+    backend: Annotated[str | None, typer.Option(help="auto, openai, vllm or transformers")] = None,
+    model: Annotated[str | None, typer.Option(help="model name or local path")] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="OpenAI-compatible URL, e.g. http://h:8000/v1")
+    ] = None,
+) -> None:
+    """Send one small probe to the teacher; print latency and tokens/s (exit 1 if it fails)."""
+    from pydantic import ValidationError
+
+    from app.config import TeacherSettings
+    from workers.teachers import check
+
+    teacher = get_settings().teacher
+    overrides = {"backend": backend, "model": model, "base_url": base_url}
+    try:
+        settings = TeacherSettings.model_validate(
+            teacher.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+        )
+    except ValidationError as exc:
+        console.print(f"[red]bad teacher option[/red]: {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
+    raise typer.Exit(check.main(settings))
+
+
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

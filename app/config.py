@@ -7,6 +7,8 @@ nothing reads the environment at import time.
 
 from __future__ import annotations
 
+import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,6 +17,11 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("distillery.db")
+
+
+def default_worker_id() -> str:
+    """``<hostname>-<pid>``: unique per worker process on one database."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class TeacherSettings(BaseModel):
@@ -71,12 +78,42 @@ class Settings(BaseSettings):
         "and every request belongs to the default tenant",
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body")
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="a request body must arrive within this long (slow drip: 408)"
+    )
     max_examples_per_upload: int = Field(100_000, ge=1, description="examples in one seed upload")
     max_field_chars: int = Field(100_000, ge=1, description="longest instruction/input/output")
     export_batch_rows: int = Field(1000, ge=1, le=100_000, description="rows per export fetch")
     page_size_max: int = Field(1000, ge=1, description="largest page of a listing")
     labeling_chunk_size: int = Field(64, ge=1, le=10_000, description="prompts per labeling task")
     task_max_attempts: int = Field(5, ge=1, le=100, description="tries of a task before it fails")
+    # worker runtime (see docs/queue.md)
+    lease_seconds: float = Field(
+        30.0, gt=0, description="a claimed task is a worker's for this long unless it heartbeats"
+    )
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="how often a worker extends the lease of each task it holds"
+    )
+    poll_interval_seconds: float = Field(
+        2.0, gt=0, description="idle workers look for tasks this often (LISTEN/NOTIFY wakes sooner)"
+    )
+    worker_concurrency: int = Field(4, ge=1, le=1024, description="tasks one worker runs at once")
+    retry_base_seconds: float = Field(
+        2.0, ge=0, description="backoff before the first retry of a failed task (doubles each try)"
+    )
+    retry_max_seconds: float = Field(300.0, ge=0, description="longest backoff between retries")
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, description="on SIGTERM, time in-flight tasks get to finish before release"
+    )
+    worker_id: str = Field(
+        default_factory=default_worker_id,
+        min_length=1,
+        max_length=200,
+        description="name of this worker in leases and task events [default: hostname-pid]",
+    )
+    embedded_worker: bool = Field(
+        True, description="`serve` runs a worker in-process next to the API (off: --no-worker)"
+    )
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
 
 

@@ -3,6 +3,7 @@
     AppError                    500 internal (never raised for bad input)
     ├── BadRequest              400 bad_request (unparsable body, wrong encoding)
     ├── NotFound                404 not_found (also: another tenant's resource)
+    ├── RequestTimeout          408 request_timeout (a body that arrives too slowly)
     ├── Conflict                409 conflict
     │   └── JobNotCancellable   409 job_not_cancellable
     ├── PayloadTooLarge         413 payload_too_large
@@ -60,6 +61,13 @@ class NotFound(AppError):
 
     code = "not_found"
     status = 404
+
+
+class RequestTimeout(AppError):
+    """The request body did not arrive in time."""
+
+    code = "request_timeout"
+    status = 408
 
 
 class Conflict(AppError):

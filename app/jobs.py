@@ -12,14 +12,18 @@ from app import datasets, kinds, paging, queue
 from app.config import Settings
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Example, Job
-from app.schemas import JobCreate, JobRead, Progress
+from app.schemas import ExpansionJobCreate, JobRead, LabelingJobCreate, Progress
 
 
 async def create_job(
-    *, session: AsyncSession, tenant_id: uuid.UUID, request: JobCreate, settings: Settings
+    *,
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    request: LabelingJobCreate | ExpansionJobCreate,
+    settings: Settings,
 ) -> Job:
     """Validate the request, plan the first tasks and enqueue them with the job."""
-    params = kinds.validate_params(request.kind, request.params)
+    params = request.params
     dataset = await datasets.get_dataset(
         session=session, tenant_id=tenant_id, dataset_id=request.dataset_id
     )

@@ -1,17 +1,15 @@
 """The catalog of job kinds: name -> params model, plus the teacher spec a job asks for.
 
-Pure data, so `POST /v1/jobs` validates without importing `workers`; `workers.methods` must name
-the same kinds (a test checks the parity).
+Pure data, so `POST /v1/jobs` validates without importing `workers` (app.schemas builds one
+request model per kind from these); `workers.methods` must name the same kinds (a test checks
+the parity).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from app.errors import ValidationFailed
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Params(BaseModel):
@@ -67,23 +65,3 @@ KINDS: dict[str, type[_Params]] = {
     "labeling": LabelingParams,
     "expansion": ExpansionParams,
 }
-
-
-def validate_params(kind: str, params: dict[str, Any] | None) -> _Params:
-    """The params model for `kind`, or a 422 naming the field."""
-    model = KINDS.get(kind)
-    if model is None:
-        raise ValidationFailed(
-            f"unknown kind {kind!r}; one of: {', '.join(sorted(KINDS))}",
-            details=[{"loc": ["body", "kind"], "msg": "unknown kind"}],
-        )
-    try:
-        return model.model_validate(params or {})
-    except ValidationError as exc:
-        raise ValidationFailed(
-            f"invalid params for kind {kind!r}",
-            details=[
-                {"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ],
-        ) from None

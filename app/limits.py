@@ -1,22 +1,25 @@
-"""Request body size limit as pure ASGI middleware (works for Content-Length and chunked bodies)."""
+"""Request body limits as pure ASGI middleware: size (Content-Length or counted while reading,
+413) and time (a body dripping in slower than the deadline allows, 408)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 
-from app.errors import PayloadTooLarge
+from app.errors import PayloadTooLarge, RequestTimeout
 
 ASGIApp = Any
 
 
 class BodySizeLimit:
-    """Refuse bodies over `max_bytes` with 413 before the route reads them (or while it does)."""
+    """Refuse bodies over `max_bytes` or still arriving `timeout_s` after the request began."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 60.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -28,22 +31,34 @@ class BodySizeLimit:
                 await _reply(send, 400, "bad_request", "invalid Content-Length header")
                 return
             if int(length) > self.max_bytes:
-                await _reply(send, 413, PayloadTooLarge.code, self._message())
+                await _reply(send, 413, PayloadTooLarge.code, self._too_large())
                 return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         received = 0
+        body_done = False
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # afterwards only disconnects arrive: no deadline for those
+                return await receive()  # type: ignore[no-any-return]
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"request body not received within {self.timeout_s:g} seconds"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise PayloadTooLarge(self._message())
+                    raise PayloadTooLarge(self._too_large())
+                body_done = not message.get("more_body", False)
             return message  # type: ignore[no-any-return]
 
         await self.app(scope, limited_receive, send)
 
-    def _message(self) -> str:
+    def _too_large(self) -> str:
         return f"request body larger than {self.max_bytes} bytes"
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,17 +22,32 @@ from app.state import AppState, Database
 
 log = logging.getLogger(__name__)
 
+Background = Callable[[Database], Coroutine[Any, Any, None]]
 
-def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """The API for `settings`; pass `db` to share an engine (tests, the embedded worker)."""
+
+def create_app(
+    settings: Settings, db: Database | None = None, background: Sequence[Background] = ()
+) -> FastAPI:
+    """The API for `settings`; pass `db` to share an engine (tests, the embedded worker).
+
+    Each of `background` (e.g. the embedded worker, composed by app.cli) runs as a task in the
+    server's event loop from startup on, and is cancelled (its cue to stop gracefully) and
+    awaited at shutdown.
+    """
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         state = AppState(settings=settings, db=db or Database.from_url(settings.database_url))
         api.state.distillery = state
+        tasks = [asyncio.create_task(job(state.db)) for job in background]
+        for task in tasks:
+            task.add_done_callback(_report_background_end)
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if db is None:
                 await state.db.engine.dispose()
 
@@ -45,8 +61,19 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         api.state.distillery = AppState(settings=settings, db=db)
     api.include_router(api_router)
     _add_error_handlers(api)
-    api.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    api.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_seconds
+    )
     return api
+
+
+def _report_background_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "background task stopped with an error",
+            exc_info=task.exception(),
+            extra={"action": "background_failed", "task": task.get_name()},
+        )
 
 
 def _envelope(status: int, code: str, message: str, details: list[Any] | None = None,
@@ -77,7 +104,7 @@ def _add_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         return _envelope(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     @api.exception_handler(Exception)

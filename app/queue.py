@@ -1,27 +1,174 @@
 """The only code that moves a task's or a job's state.
 
-This module holds enqueue and cancel of queued jobs; claim, heartbeat, complete, fail, release
-and reclaim come with the worker runtime. Every transition appends a row to ``task_events`` and
-logs structured data (``action``, ``job_id``, ``task_id``).
+Task states and the calls that move them (see docs/queue.md)::
+
+    queued ──claim_tasks──> running ──complete_task──> succeeded
+       ^                    │  │ └────cancel_task────> cancelled
+       │  fail_task (retry, │  └──fail_task (final)──> failed
+       │  backoff), release_task,
+       └─ claim of a lapsed lease (another worker takes it over)
+    queued ──cancel_job──> cancelled
+
+A lease is a worker's name plus the task's attempt number: every call after the claim names both
+(``worker``, ``attempt``) and raises :class:`TaskLeaseLost` when the task has moved on, so a
+worker that lost its lease writes nothing. The job follows its tasks: ``running`` at the first
+claim, ``failed`` as soon as one task fails for good (its queued tasks are cancelled),
+``cancelled`` on request, ``succeeded`` when nothing is queued or running and nothing failed.
+Counters move in the same transaction as the task that earned them.
+
+Row locks are taken in one order, task -> dataset -> job; later task locks use SKIP LOCKED, so
+two transactions never wait on each other in a cycle. On SQLite every write transaction is
+``BEGIN IMMEDIATE`` (app.db), which serialises them; FOR UPDATE clauses are dropped there.
+
+Every transition appends a row to ``task_events`` and logs structured data (``action``,
+``job_id``, ``task_id``, ``worker``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import random
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import select, text, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import JobNotCancellable
-from app.models import TERMINAL_STATUSES, Job, Task, TaskEvent
+from app.hashing import content_hash
+from app.ids import uuid7
+from app.models import TERMINAL_STATUSES, Dataset, Example, Job, Task, TaskEvent
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "distillery_tasks"
+ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
+MAX_ERROR_CHARS = 2000
+REAP_BATCH = 100
+_IN_CHUNK = 500
+
+
+class QueueError(Exception):
+    """A queue operation could not be done."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class TaskLeaseLost(QueueError):
+    """The worker no longer holds the task's lease (it lapsed and moved on); nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """A task a worker now holds, with what it needs of its job."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID
+    dataset_id: uuid.UUID
+    skill_id: uuid.UUID | None
+    seq: int
+    attempt: int  # the lease: (worker, attempt)
+    max_attempts: int
+    kind: str
+    params: dict[str, Any]
+    teacher: dict[str, Any]
+    payload: dict[str, Any]
+    lease_expires_at: dt.datetime
+    reclaimed_from: str | None  # the worker whose lease lapsed, when this is a takeover
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What :func:`complete_task` stored."""
+
+    accepted: int
+    rejected: int
+    duplicates: int
+    pending: int
+    followups: int
+    job_status: str
+    already_done: bool = False
+
+
+class ExampleData(Protocol):
+    """One candidate of a task (``workers.methods.base.ExampleOut`` has these fields)."""
+
+    @property
+    def item_index(self) -> int: ...
+    @property
+    def instruction(self) -> str: ...
+    @property
+    def input(self) -> str: ...
+    @property
+    def output(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reject_reason(self) -> str | None: ...
+    @property
+    def reject_detail(self) -> str | None: ...
+    @property
+    def messages(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def meta(self) -> dict[str, Any]: ...
+    @property
+    def raw_output(self) -> str | None: ...
+    @property
+    def usage(self) -> dict[str, Any] | None: ...
+    @property
+    def sampling(self) -> dict[str, Any] | None: ...
+    @property
+    def prompt_id(self) -> str | None: ...
+    @property
+    def prompt_version(self) -> str | None: ...
+    @property
+    def scores(self) -> dict[str, Any] | None: ...
+    @property
+    def signature(self) -> bytes | None: ...
+
+
+class Outcome(Protocol):
+    """A finished task's results (``workers.methods.base.TaskOutcome`` has these fields)."""
+
+    @property
+    def examples(self) -> Sequence[ExampleData]: ...
+    @property
+    def completed(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def followups(self) -> Sequence[dict[str, Any]]: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def teacher_seconds(self) -> float: ...
+    @property
+    def stop_reason(self) -> str | None: ...
+    @property
+    def summary(self) -> dict[str, Any]: ...
+    @property
+    def max_accepted(self) -> int | None: ...
+
+
+def backoff_seconds(
+    attempt: int, *, base: float, cap: float, rng: random.Random | None = None
+) -> float:
+    """Delay before retry number `attempt` (1-based): ``base * 2**(attempt-1)`` capped at `cap`,
+    times a random factor in [0.5, 1] so retries of many tasks do not arrive together."""
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    return delay * (rng or random).uniform(0.5, 1.0)
+
+
+# --- enqueue ----------------------------------------------------------------------------------
 
 
 async def enqueue_job(
@@ -53,8 +200,470 @@ async def enqueue_job(
 
 async def notify(session: AsyncSession) -> None:
     """Wake idle workers (Postgres NOTIFY, delivered at commit). A hint only: workers also poll."""
-    if session.bind.dialect.name == "postgresql":
+    if _dialect(session) == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+# --- claim ------------------------------------------------------------------------------------
+
+
+async def claim_tasks(
+    *,
+    session: AsyncSession,
+    worker: str,
+    lease_seconds: float,
+    limit: int = 1,
+    kinds: Sequence[str] | None = None,
+    teacher_model: str | None = None,
+    reap: bool = True,
+) -> list[ClaimedTask]:
+    """Claim up to `limit` runnable tasks for `worker` and lease them for `lease_seconds`.
+
+    Runnable: queued with ``run_after`` passed, or running under a lease that lapsed (its worker
+    died) and attempts left. Only tasks of jobs of `kinds` (None: any) whose ``teacher_model``
+    is NULL or `teacher_model`. Postgres: ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE``,
+    so concurrent workers skip each other's rows; SQLite: the same two statements inside the
+    ``BEGIN IMMEDIATE`` transaction, which no other writer can interleave with. Each claim
+    counts an attempt. With `reap`, tasks that must not run again (lapsed too often, job
+    cancelled or ended) are settled first (:func:`reap_tasks`).
+    """
+    now = utcnow()
+    if reap:
+        await reap_tasks(session=session, now=now)
+    ready = and_(Task.status == "queued", Task.run_after <= now)
+    lapsed = and_(
+        Task.status == "running",
+        Task.lease_expires_at < now,
+        Task.attempts < Task.max_attempts,
+    )
+    model_ok = (
+        or_(Task.teacher_model.is_(None), Task.teacher_model == teacher_model)
+        if teacher_model
+        else Task.teacher_model.is_(None)
+    )
+    stmt = (
+        select(
+            Task.id,
+            Task.status,
+            Task.lease_owner,
+            Task.job_id,
+            Job.status.label("job_status"),
+            Job.dataset_id,
+            Job.skill_id,
+            Job.kind,
+            Job.params,
+            Job.teacher,
+        )
+        .join(Job, Job.id == Task.job_id)
+        .where(
+            or_(ready, lapsed),
+            model_ok,
+            Job.status.in_(ACTIVE_STATUSES),
+            Job.cancel_requested.is_(False),
+        )
+        .order_by(Task.run_after, Task.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Task)
+    )
+    if kinds is not None:
+        if not kinds:
+            return []
+        stmt = stmt.where(Job.kind.in_(list(kinds)))
+    picked = (await session.execute(stmt)).all()
+    if not picked:
+        return []
+    previous = {row.id: row.lease_owner if row.status == "running" else None for row in picked}
+    expires = now + dt.timedelta(seconds=lease_seconds)
+    rows = (
+        await session.execute(
+            update(Task)
+            .where(Task.id.in_(list(previous)))
+            .values(
+                status="running",
+                attempts=Task.attempts + 1,
+                lease_owner=worker,
+                lease_expires_at=expires,
+                started_at=now,
+                finished_at=None,
+            )
+            .returning(
+                Task.id, Task.job_id, Task.seq, Task.attempts, Task.max_attempts, Task.payload
+            )
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    jobs = {row.job_id: row for row in picked}
+    events = []
+    claimed = []
+    for row in rows:
+        job = jobs[row.job_id]
+        was = previous[row.id]
+        event = "reclaimed" if was else "claimed"
+        detail: dict[str, Any] = {"attempt": row.attempts}
+        if was:
+            detail["previous_worker"] = was
+        events.append(_event(row.job_id, row.id, event, worker, detail, now))
+        claimed.append(
+            ClaimedTask(
+                id=row.id,
+                job_id=row.job_id,
+                dataset_id=job.dataset_id,
+                skill_id=job.skill_id,
+                seq=row.seq,
+                attempt=row.attempts,
+                max_attempts=row.max_attempts,
+                kind=job.kind,
+                params=dict(job.params or {}),
+                teacher=dict(job.teacher or {}),
+                payload=dict(row.payload or {}),
+                lease_expires_at=expires,
+                reclaimed_from=was,
+            )
+        )
+        _log(
+            logging.WARNING if was else logging.INFO,
+            f"task {event}",
+            event=f"task_{event}",
+            job_id=row.job_id,
+            task_id=row.id,
+            worker=worker,
+            attempt=row.attempts,
+            previous_worker=was,
+        )
+    # the first claim of a job starts it; read first so later claims never wait on the job row
+    starting = [job_id for job_id, j in jobs.items() if j.job_status == "queued"]
+    if starting:
+        started = (
+            await session.scalars(
+                update(Job)
+                .where(Job.id.in_(starting), Job.status == "queued")
+                .values(status="running", started_at=now, updated_at=now)
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        for job_id in started:
+            events.append(_event(job_id, None, "job_started", worker, {}, now))
+            _log(logging.INFO, "job started", event="job_started", job_id=job_id, worker=worker)
+    await session.execute(insert(TaskEvent), events)
+    return claimed
+
+
+async def reap_tasks(*, session: AsyncSession, now: dt.datetime | None = None) -> int:
+    """Settle tasks that must not run again; returns how many.
+
+    A running task whose lease lapsed after its last allowed attempt fails for good (the job
+    with it); a queued task, or a running one whose lease lapsed, of a job that was cancelled or
+    has ended is cancelled (and the job settles).
+    """
+    now = now or utcnow()
+    job_closed = or_(Job.cancel_requested.is_(True), Job.status.in_(TERMINAL_STATUSES))
+    lapsed = and_(Task.status == "running", Task.lease_expires_at < now)
+    stmt = (
+        select(
+            Task.id,
+            Task.job_id,
+            Task.seq,
+            Task.status,
+            Task.attempts,
+            Task.max_attempts,
+            Task.lease_owner,
+            job_closed.label("job_closed"),
+        )
+        .join(Job, Job.id == Task.job_id)
+        .where(
+            or_(
+                and_(lapsed, or_(Task.attempts >= Task.max_attempts, job_closed)),
+                and_(Task.status == "queued", job_closed),
+            )
+        )
+        .limit(REAP_BATCH)
+        .with_for_update(skip_locked=True, of=Task)
+    )
+    rows = (await session.execute(stmt)).all()
+    for row in rows:
+        if row.job_closed:
+            await _set_task(session, row.id, "cancelled", now)
+            session.add(_event_obj(row.job_id, row.id, "cancelled", None, {"reason": "job ended"}))
+            _log(
+                logging.INFO,
+                "task cancelled",
+                event="task_cancelled",
+                job_id=row.job_id,
+                task_id=row.id,
+                reason="job ended",
+            )
+            job = await _lock_job(session, row.job_id)
+            await _settle_job(session, job, now, None)
+        else:
+            reason = (
+                f"lease lapsed on the last attempt ({row.attempts} of {row.max_attempts}): "
+                f"worker {row.lease_owner} stopped heartbeating"
+            )
+            await _fail_for_good(
+                session, row.id, row.job_id, row.seq, row.attempts, reason, now, None
+            )
+    return len(rows)
+
+
+# --- lease ------------------------------------------------------------------------------------
+
+
+async def heartbeat(
+    *, session: AsyncSession, task_id: uuid.UUID, worker: str, attempt: int, lease_seconds: float
+) -> dt.datetime:
+    """Extend the lease; returns its new end. Raises :class:`TaskLeaseLost` if it is gone."""
+    expires = utcnow() + dt.timedelta(seconds=lease_seconds)
+    got = await session.scalar(
+        update(Task)
+        .where(
+            Task.id == task_id,
+            Task.status == "running",
+            Task.lease_owner == worker,
+            Task.attempts == attempt,
+        )
+        .values(lease_expires_at=expires)
+        .returning(Task.id)
+        .execution_options(synchronize_session=False)
+    )
+    if got is None:
+        raise TaskLeaseLost(f"task {task_id}: lease of {worker} (attempt {attempt}) is gone")
+    log.debug(
+        "task heartbeat",
+        extra={"action": "task_heartbeat", "task_id": str(task_id), "worker": worker},
+    )
+    return expires
+
+
+# --- finish -----------------------------------------------------------------------------------
+
+
+async def complete_task(
+    *,
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    worker: str,
+    attempt: int,
+    outcome: Outcome,
+    teacher_backend: str | None = None,
+    teacher_model: str | None = None,
+) -> Completion:
+    """Store the task's results and mark it succeeded, in the caller's transaction.
+
+    Examples go in with ``ON CONFLICT DO NOTHING`` (unique per task and item index; per dataset
+    and content hash): an accepted or pending example whose content is already in the dataset is
+    kept as ``rejected``/``duplicate``. Counters, follow-up tasks and the job's status move in
+    the same transaction. Raises :class:`TaskLeaseLost` (writing nothing) unless `worker` still
+    holds the task at `attempt`; a repeat of a completion that committed is a no-op.
+    """
+    now = utcnow()
+    task = await _lock_task(session, task_id)
+    if (
+        task is not None
+        and task.status == "succeeded"
+        and task.lease_owner == worker
+        and task.attempts == attempt
+    ):
+        job_status = await session.scalar(select(Job.status).where(Job.id == task.job_id))
+        return Completion(0, 0, 0, 0, 0, job_status or "", already_done=True)
+    _check_lease(task, task_id, worker, attempt)
+    assert task is not None
+    if outcome.examples and _dialect(session) == "postgresql":
+        # one writer of a dataset's examples at a time: later dedup checks see every row
+        await session.execute(
+            select(Dataset.id).where(Dataset.id == task.dataset_id).with_for_update()
+        )
+    cap = outcome.max_accepted
+    job = None
+    if cap is not None:  # the cap needs the job's counters now, under its lock
+        job = await _lock_job(session, task.job_id)
+        if job.total > 0:
+            cap = min(cap, job.total - job.accepted)  # exact targets, rounds in parallel or not
+    counts: Counter[str] = Counter()
+    if outcome.examples:
+        counts = await _write_examples(
+            session,
+            outcome.examples,
+            dataset_id=task.dataset_id,
+            job_id=task.job_id,
+            task_id=task_id,
+            method=task.kind,
+            now=now,
+            provenance={"teacher_backend": teacher_backend, "teacher_model": teacher_model},
+            accept_cap=None if cap is None else max(0, cap),
+        )
+    await _set_task(session, task_id, "succeeded", now, result=dict(outcome.summary))
+    if job is None:  # locked as late as possible: completions of one job queue up here
+        job = await _lock_job(session, task.job_id)
+    job.completed += max(0, outcome.completed - counts["over_target"])
+    job.failed += outcome.failed
+    job.accepted += counts["accepted"]
+    job.rejected += counts["rejected"]
+    job.prompt_tokens += outcome.prompt_tokens
+    job.completion_tokens += outcome.completion_tokens
+    job.teacher_seconds += outcome.teacher_seconds
+    if outcome.stop_reason:
+        job.stop_reason = outcome.stop_reason[:200]
+    followups = 0
+    if outcome.followups:
+        if job.cancel_requested or job.status in TERMINAL_STATUSES:
+            log.info(
+                "follow-up tasks dropped: job ended",
+                extra={
+                    "action": "followups_dropped",
+                    "job_id": str(job.id),
+                    "task_id": str(task_id),
+                    "worker": worker,
+                },
+            )
+        else:
+            followups = await _add_followups(session, job, task, outcome.followups, now)
+    detail = {
+        "attempt": attempt,
+        "examples": len(outcome.examples),
+        "accepted": counts["accepted"],
+        "rejected": counts["rejected"],
+        "duplicates": counts["duplicates"],
+        "over_target": counts["over_target"],
+        "completed": outcome.completed,
+        "failed": outcome.failed,
+        "followups": followups,
+    }
+    session.add(_event_obj(job.id, task_id, "succeeded", worker, detail))
+    _log(
+        logging.INFO,
+        "task succeeded",
+        event="task_succeeded",
+        job_id=job.id,
+        task_id=task_id,
+        worker=worker,
+        **detail,
+    )
+    await _settle_job(session, job, now, worker)
+    return Completion(
+        accepted=counts["accepted"],
+        rejected=counts["rejected"],
+        duplicates=counts["duplicates"],
+        pending=counts["pending"],
+        followups=followups,
+        job_status=job.status,
+    )
+
+
+async def fail_task(
+    *,
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    worker: str,
+    attempt: int,
+    error: str,
+    retryable: bool = True,
+    retry_base_seconds: float = 2.0,
+    retry_max_seconds: float = 300.0,
+) -> str:
+    """Record a failed attempt; returns the task's new status.
+
+    Retryable with attempts left: back to ``queued`` with ``run_after`` pushed out by
+    :func:`backoff_seconds`. Otherwise ``failed`` for good, and the job fails with an error
+    naming the task and the reason; its queued tasks are cancelled, accepted examples stay.
+    """
+    now = utcnow()
+    task = await _lock_task(session, task_id)
+    _check_lease(task, task_id, worker, attempt)
+    assert task is not None
+    error = error[:MAX_ERROR_CHARS]
+    if retryable and task.attempts < task.max_attempts:
+        delay = backoff_seconds(task.attempts, base=retry_base_seconds, cap=retry_max_seconds)
+        await session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(
+                status="queued",
+                run_after=now + dt.timedelta(seconds=delay),
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error=error,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        detail = {"attempt": attempt, "error": error, "delay_s": round(delay, 3)}
+        session.add(_event_obj(task.job_id, task_id, "retry_scheduled", worker, detail))
+        _log(
+            logging.WARNING,
+            "task failed, retry scheduled",
+            event="task_retry",
+            job_id=task.job_id,
+            task_id=task_id,
+            worker=worker,
+            **detail,
+        )
+        return "queued"
+    await _fail_for_good(session, task_id, task.job_id, task.seq, task.attempts, error, now, worker)
+    return "failed"
+
+
+async def release_task(
+    *,
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    worker: str,
+    attempt: int,
+    reason: str = "worker shutting down",
+    delay_seconds: float = 0.0,
+) -> None:
+    """Give the task back (graceful shutdown): queued at once, this attempt not counted."""
+    now = utcnow()
+    task = await _lock_task(session, task_id)
+    _check_lease(task, task_id, worker, attempt)
+    assert task is not None
+    await session.execute(
+        update(Task)
+        .where(Task.id == task_id)
+        .values(
+            status="queued",
+            attempts=Task.attempts - 1,
+            run_after=now + dt.timedelta(seconds=delay_seconds),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    detail = {"attempt": attempt, "reason": reason}
+    session.add(_event_obj(task.job_id, task_id, "released", worker, detail))
+    await notify(session)
+    _log(
+        logging.INFO,
+        "task released",
+        event="task_released",
+        job_id=task.job_id,
+        task_id=task_id,
+        worker=worker,
+        **detail,
+    )
+
+
+async def cancel_task(
+    *, session: AsyncSession, task_id: uuid.UUID, worker: str, attempt: int
+) -> str:
+    """Stop a running task of a cancelled (or ended) job, writing none of its results; the job
+    becomes ``cancelled`` once none of its tasks runs. Returns the job's status."""
+    now = utcnow()
+    task = await _lock_task(session, task_id)
+    _check_lease(task, task_id, worker, attempt)
+    assert task is not None
+    await _set_task(session, task_id, "cancelled", now)
+    session.add(_event_obj(task.job_id, task_id, "cancelled", worker, {"attempt": attempt}))
+    _log(
+        logging.INFO,
+        "task cancelled",
+        event="task_cancelled",
+        job_id=task.job_id,
+        task_id=task_id,
+        worker=worker,
+    )
+    job = await _lock_job(session, task.job_id)
+    await _settle_job(session, job, now, worker)
+    return job.status
 
 
 async def cancel_job(*, session: AsyncSession, job_id: uuid.UUID) -> Job:
@@ -63,28 +672,382 @@ async def cancel_job(*, session: AsyncSession, job_id: uuid.UUID) -> Job:
     A job with no task running is cancelled at once; otherwise it is marked `cancel_requested`
     and its workers finish it as `cancelled` between teacher calls. Accepted results stay.
     """
-    job = (await session.scalars(select(Job).where(Job.id == job_id).with_for_update())).one()
+    job = await _lock_job(session, job_id)
     if job.status in TERMINAL_STATUSES:
         raise JobNotCancellable(f"job {job.id} is already {job.status}")
     now = utcnow()
-    cancelled = await session.scalars(
-        update(Task)
-        .where(Task.job_id == job.id, Task.status == "queued")
-        .values(status="cancelled", finished_at=now)
-        .returning(Task.id)
-    )
-    session.add_all(
-        TaskEvent(job_id=job.id, task_id=task_id, event="cancelled") for task_id in cancelled
-    )
-    running = await session.scalar(
-        select(Task.id).where(Task.job_id == job.id, Task.status == "running").limit(1)
-    )
     job.cancel_requested = True
-    if running is None:
-        job.status = "cancelled"
-        job.finished_at = now
-    log.info(
-        "job cancel requested",
-        extra={"action": "job_cancel", "job_id": str(job.id), "status": job.status},
-    )
+    cancelled = await _cancel_queued(session, job.id, now, reason="cancel requested")
+    session.add(_event_obj(job.id, None, "cancel_requested", None, {"queued_cancelled": cancelled}))
+    await _settle_job(session, job, now, None)
+    _log(logging.INFO, "job cancel requested", event="job_cancel", job_id=job.id, status=job.status)
     return job
+
+
+# --- internals --------------------------------------------------------------------------------
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _log(level: int, message: str, *, event: str, **fields: Any) -> None:
+    extra = {"action": event}
+    extra.update({k: str(v) if isinstance(v, uuid.UUID) else v for k, v in fields.items()})
+    log.log(level, message, extra=extra)
+
+
+def _event(
+    job_id: uuid.UUID,
+    task_id: uuid.UUID | None,
+    event: str,
+    worker: str | None,
+    detail: Mapping[str, Any],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "task_id": task_id,
+        "event": event,
+        "worker": worker,
+        "detail": dict(detail),
+        "created_at": now,
+    }
+
+
+def _event_obj(
+    job_id: uuid.UUID,
+    task_id: uuid.UUID | None,
+    event: str,
+    worker: str | None,
+    detail: Mapping[str, Any],
+) -> TaskEvent:
+    return TaskEvent(
+        job_id=job_id, task_id=task_id, event=event, worker=worker, detail=dict(detail)
+    )
+
+
+async def _lock_task(session: AsyncSession, task_id: uuid.UUID) -> Any:
+    return (
+        await session.execute(
+            select(
+                Task.id,
+                Task.job_id,
+                Task.seq,
+                Task.status,
+                Task.lease_owner,
+                Task.attempts,
+                Task.max_attempts,
+                Task.teacher_model,
+                Job.dataset_id,
+                Job.kind,
+            )
+            .join(Job, Job.id == Task.job_id)
+            .where(Task.id == task_id)
+            .with_for_update(of=Task)
+        )
+    ).one_or_none()
+
+
+def _check_lease(task: Any, task_id: uuid.UUID, worker: str, attempt: int) -> None:
+    if (
+        task is None
+        or task.status != "running"
+        or task.lease_owner != worker
+        or task.attempts != attempt
+    ):
+        state = "gone" if task is None else f"{task.status}, {task.lease_owner}, {task.attempts}"
+        raise TaskLeaseLost(
+            f"task {task_id}: {worker} no longer holds attempt {attempt} (now {state})"
+        )
+
+
+async def _lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
+    # FOR NO KEY UPDATE: does not block the key-share locks of foreign keys (events, tasks)
+    return (
+        await session.scalars(
+            select(Job)
+            .where(Job.id == job_id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+    ).one()
+
+
+async def _set_task(
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    status: str,
+    now: dt.datetime,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"status": status, "finished_at": now, "lease_expires_at": None}
+    if result is not None:
+        values["result"] = result
+    if error is not None:
+        values["last_error"] = error
+    await session.execute(
+        update(Task)
+        .where(Task.id == task_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _cancel_queued(
+    session: AsyncSession, job_id: uuid.UUID, now: dt.datetime, *, reason: str
+) -> int:
+    """Cancel the job's queued tasks; rows another transaction holds are left to reap_tasks."""
+    ids = (
+        await session.scalars(
+            select(Task.id)
+            .where(Task.job_id == job_id, Task.status == "queued")
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        await session.execute(
+            update(Task)
+            .where(Task.id.in_(chunk))
+            .values(status="cancelled", finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if ids:
+        await session.execute(
+            insert(TaskEvent),
+            [_event(job_id, i, "cancelled", None, {"reason": reason}, now) for i in ids],
+        )
+    return len(ids)
+
+
+async def _fail_for_good(
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    job_id: uuid.UUID,
+    seq: int,
+    attempts: int,
+    error: str,
+    now: dt.datetime,
+    worker: str | None,
+) -> None:
+    await _set_task(session, task_id, "failed", now, error=error)
+    detail = {"attempt": attempts, "error": error}
+    session.add(_event_obj(job_id, task_id, "failed", worker, detail))
+    _log(
+        logging.ERROR,
+        "task failed for good",
+        event="task_failed",
+        job_id=job_id,
+        task_id=task_id,
+        worker=worker,
+        **detail,
+    )
+    job = await _lock_job(session, job_id)
+    if job.status in TERMINAL_STATUSES:
+        return
+    tries = "attempt" if attempts == 1 else "attempts"
+    job.error = f"task {seq} failed after {attempts} {tries}: {error}"[:MAX_ERROR_CHARS]
+    job.status = "failed"
+    job.finished_at = now
+    cancelled = await _cancel_queued(session, job_id, now, reason=f"task {seq} failed")
+    session.add(
+        _event_obj(job_id, None, "job_failed", worker, {"error": job.error, "cancelled": cancelled})
+    )
+    _log(
+        logging.ERROR,
+        "job failed",
+        event="job_failed",
+        job_id=job_id,
+        worker=worker,
+        error=job.error,
+    )
+
+
+async def _settle_job(
+    session: AsyncSession, job: Job, now: dt.datetime, worker: str | None
+) -> None:
+    """Finish the job once none of its tasks is queued or running (the job row is locked)."""
+    if job.status in TERMINAL_STATUSES:
+        return
+    active = await session.scalar(
+        select(Task.id).where(Task.job_id == job.id, Task.status.in_(ACTIVE_STATUSES)).limit(1)
+    )
+    if active is not None:
+        return
+    counts = dict(
+        (
+            await session.execute(
+                select(Task.status, func.count()).where(Task.job_id == job.id).group_by(Task.status)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    if counts.get("failed"):
+        status = "failed"
+    elif job.cancel_requested or counts.get("cancelled"):
+        status = "cancelled"
+    else:
+        status = "succeeded"
+    job.status = status
+    job.finished_at = now
+    detail = {
+        "completed": job.completed,
+        "accepted": job.accepted,
+        "rejected": job.rejected,
+        "failed": job.failed,
+    }
+    session.add(_event_obj(job.id, None, f"job_{status}", worker, detail))
+    _log(
+        logging.INFO, f"job {status}", event=f"job_{status}", job_id=job.id, worker=worker, **detail
+    )
+
+
+async def _add_followups(
+    session: AsyncSession,
+    job: Job,
+    task: Any,
+    payloads: Sequence[dict[str, Any]],
+    now: dt.datetime,
+) -> int:
+    top = await session.scalar(select(func.max(Task.seq)).where(Task.job_id == job.id))
+    rows = [
+        {
+            "id": uuid7(),
+            "job_id": job.id,
+            "seq": (top or 0) + 1 + i,
+            "payload": dict(payload),
+            "teacher_model": task.teacher_model,
+            "status": "queued",
+            "attempts": 0,
+            "max_attempts": task.max_attempts,
+            "run_after": now,
+            "created_at": now,
+        }
+        for i, payload in enumerate(payloads)
+    ]
+    await session.execute(insert(Task), rows)
+    await session.execute(
+        insert(TaskEvent),
+        [_event(job.id, r["id"], "enqueued", None, {"parent_seq": task.seq}, now) for r in rows],
+    )
+    await notify(session)
+    return len(rows)
+
+
+def _insert_ignoring_conflicts(dialect: str) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    # no target: skips rows that hit either unique key (task, item index) or (dataset, hash)
+    return module.insert(Example).on_conflict_do_nothing()
+
+
+def _duplicate(row: dict[str, Any]) -> None:
+    row["status"] = "rejected"
+    row["reject_reason"] = "duplicate"
+    row["reject_detail"] = "same content as an example already in the dataset"
+    row["dedup_key"] = None
+
+
+async def _write_examples(
+    session: AsyncSession,
+    examples: Sequence[ExampleData],
+    *,
+    dataset_id: uuid.UUID,
+    job_id: uuid.UUID,
+    task_id: uuid.UUID,
+    method: str,
+    now: dt.datetime,
+    provenance: Mapping[str, Any],
+    accept_cap: int | None = None,
+) -> Counter[str]:
+    done = set(
+        (await session.scalars(select(Example.item_index).where(Example.task_id == task_id))).all()
+    )
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for ex in examples:
+        if ex.item_index in done or ex.item_index in seen:
+            continue
+        seen.add(ex.item_index)
+        digest = content_hash(ex.instruction, ex.input, ex.output, ex.messages)
+        rows.append(
+            {
+                "id": uuid7(),
+                "dataset_id": dataset_id,
+                "origin": "generated",
+                "status": ex.status,
+                "instruction": ex.instruction,
+                "input": ex.input or "",
+                "output": ex.output,
+                "messages": ex.messages,
+                "meta": dict(ex.meta or {}),
+                "content_hash": digest,
+                "dedup_key": None if ex.status == "rejected" else digest,
+                "reject_reason": ex.reject_reason,
+                "reject_detail": ex.reject_detail,
+                "job_id": job_id,
+                "task_id": task_id,
+                "item_index": ex.item_index,
+                "method": method,
+                "prompt_id": ex.prompt_id,
+                "prompt_version": ex.prompt_version,
+                "sampling": ex.sampling,
+                "usage": ex.usage,
+                "raw_output": ex.raw_output,
+                "scores": ex.scores,
+                "signature": ex.signature,
+                "created_at": now,
+                **provenance,
+            }
+        )
+    # exact duplicates of the dataset (or of this batch) are kept, as rejected with a reason
+    keys = [r["dedup_key"] for r in rows if r["dedup_key"] is not None]
+    taken: set[str | None] = set()
+    for start in range(0, len(keys), _IN_CHUNK):
+        taken.update(
+            (
+                await session.scalars(
+                    select(Example.dedup_key).where(
+                        Example.dataset_id == dataset_id,
+                        Example.dedup_key.in_(keys[start : start + _IN_CHUNK]),
+                    )
+                )
+            ).all()
+        )
+    counts: Counter[str] = Counter()
+    for row in rows:
+        key = row["dedup_key"]
+        if key is None:
+            continue
+        if key in taken:
+            _duplicate(row)
+            counts["duplicates"] += 1
+        else:
+            taken.add(key)
+    if accept_cap is not None:
+        accepted = [r for r in rows if r["status"] == "accepted"]
+        for row in accepted[accept_cap:]:
+            row["status"] = "rejected"
+            row["reject_reason"] = "over_target"
+            row["reject_detail"] = "the job's target was reached"
+            row["dedup_key"] = None
+            counts["over_target"] += 1
+    stmt = _insert_ignoring_conflicts(_dialect(session)).returning(
+        Example.item_index, Example.status
+    )
+    written: dict[int, str] = {}
+    if rows:
+        written.update((await session.execute(stmt, rows)).tuples().all())
+        # a writer that skips the dataset lock (a seed upload) may have taken a hash meanwhile
+        late = [r for r in rows if r["item_index"] not in written and r["dedup_key"] is not None]
+        if late:
+            for row in late:
+                _duplicate(row)
+                row["id"] = uuid7()
+            counts["duplicates"] += len(late)
+            written.update((await session.execute(stmt, late)).tuples().all())
+    counts.update(written.values())
+    return counts

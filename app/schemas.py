@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.kinds import TeacherSpec
+from app.kinds import ExpansionParams, LabelingParams, TeacherSpec
 
 T = TypeVar("T")
 
@@ -18,14 +19,44 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ExportFormat = Literal["alpaca", "messages", "sharegpt"]
 
 
+def _find_nul(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding a NUL character: Postgres cannot store it."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return f"{path}.{key!r}"
+            found = _find_nul(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _find_nul(item, f"{path}.{i}")
+            if found:
+                return found
+    return None
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        found = _find_nul(data, "")
+        if found is not None:
+            raise ValueError(f"NUL characters (\\u0000) are not allowed (at {found or 'body'})")
+        return data
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
+
+NOT_BLANK = r"\S"  # at least one non-space character (same rule in JSON Schema and pydantic)
+
+
+Cursor = Annotated[
+    str | None,
+    Query(pattern=r"^[A-Za-z0-9_-]{22}$", description="`next_cursor` of the previous page"),
+]
 
 
 class ErrorBody(BaseModel):
@@ -47,10 +78,8 @@ class Page(BaseModel, Generic[T]):
 
 
 class DatasetCreate(_In):
-    name: str = Field(..., min_length=1, max_length=200)
+    name: str = Field(..., min_length=1, max_length=200, pattern=NOT_BLANK)
     description: str = Field("", max_length=10_000)
-
-    _name = field_validator("name")(_not_blank)
 
 
 class DatasetRead(BaseModel):
@@ -75,7 +104,25 @@ class Message(_In):
 class ExampleIn(_In):
     """A seed: an instruction (with optional input and output), or a conversation."""
 
-    instruction: str | None = Field(None, max_length=1_000_000)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["instruction"], "properties": {"instruction": {"type": "string"}}},
+                {
+                    "required": ["messages"],
+                    "properties": {
+                        "messages": {
+                            "type": "array",
+                            "contains": {"properties": {"role": {"const": "user"}}},
+                        }
+                    },
+                },
+            ]
+        },
+    )
+
+    instruction: str | None = Field(None, max_length=1_000_000, pattern=NOT_BLANK)
     input: str | None = Field(None, max_length=1_000_000)
     output: str | None = Field(None, max_length=1_000_000)
     messages: list[Message] | None = Field(None, max_length=1000)
@@ -83,7 +130,7 @@ class ExampleIn(_In):
 
     @model_validator(mode="after")
     def _has_task(self) -> ExampleIn:
-        has_instruction = bool(self.instruction and self.instruction.strip())
+        has_instruction = self.instruction is not None
         has_messages = bool(self.messages)
         if not has_instruction and not has_messages:
             raise ValueError("needs a non-blank `instruction` or a non-empty `messages`")
@@ -132,14 +179,12 @@ class ExampleRead(BaseModel):
 
 
 class SkillCreate(_In):
-    name: str = Field(..., min_length=1, max_length=200)
+    name: str = Field(..., min_length=1, max_length=200, pattern=NOT_BLANK)
     description: str = Field("", max_length=20_000)
     domain: str = Field("", max_length=200)
     guidelines: str = Field("", max_length=50_000)
     rubric: str = Field("", max_length=50_000)
     output_format: str = Field("", max_length=20_000)
-
-    _name = field_validator("name")(_not_blank)
 
 
 class SkillRead(BaseModel):
@@ -158,12 +203,23 @@ class SkillRead(BaseModel):
 # jobs -------------------------------------------------------------------------------------------
 
 
-class JobCreate(_In):
+class _JobCreate(_In):
     dataset_id: uuid.UUID
-    kind: str = Field(..., min_length=1, max_length=40)
     skill_id: uuid.UUID | None = None
-    params: dict[str, Any] | None = None
     teacher: TeacherSpec | None = None
+
+
+class LabelingJobCreate(_JobCreate):
+    kind: Literal["labeling"]
+    params: LabelingParams = Field(default_factory=LabelingParams)
+
+
+class ExpansionJobCreate(_JobCreate):
+    kind: Literal["expansion"]
+    params: ExpansionParams
+
+
+JobCreate = Annotated[LabelingJobCreate | ExpansionJobCreate, Field(discriminator="kind")]
 
 
 class Progress(BaseModel):

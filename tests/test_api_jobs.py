@@ -85,7 +85,7 @@ def test_job_validation(client: httpx.Client, dataset: dict) -> None:
         422,
         "validation_error",
     )
-    assert err["details"][0]["loc"] == ["body", "params", "target"]
+    assert err["details"][0]["loc"] == ["body", "expansion", "params", "target"]
     assert_error(
         client.post("/v1/jobs", json={"dataset_id": ds, "kind": "expansion", "params": {}}),
         422,

@@ -11,6 +11,7 @@ from app import datasets, examples
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
 from app.schemas import (
+    Cursor,
     DatasetCreate,
     DatasetRead,
     ExampleRead,
@@ -50,7 +51,7 @@ async def create_dataset(body: DatasetCreate, db: DbDep, tenant: TenantDep) -> D
 
 @router.get("")
 async def list_datasets(
-    db: DbDep, tenant: TenantDep, limit: Limit = 100, cursor: str | None = None
+    db: DbDep, tenant: TenantDep, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[DatasetRead]:
     """The tenant's datasets, oldest first."""
     async with db.reading() as session:
@@ -113,7 +114,7 @@ async def list_examples(
     status: ExampleStatus | None = None,
     job_id: uuid.UUID | None = None,
     limit: Limit = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Page[ExampleRead]:
     """Page through a dataset's examples in creation order."""
     async with db.reading() as session:

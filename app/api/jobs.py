@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from app import jobs, reports
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
-from app.schemas import JobCreate, JobRead, JobReport, JobStatus, Page
+from app.schemas import Cursor, JobCreate, JobRead, JobReport, JobStatus, Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 
@@ -34,7 +34,7 @@ async def list_jobs(
     dataset_id: uuid.UUID | None = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Page[JobRead]:
     """The tenant's jobs, oldest first, by dataset and status."""
     async with db.reading() as session:

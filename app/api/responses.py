@@ -12,6 +12,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "unreadable body"),
         (401, "missing or invalid API key"),
         (404, "not found"),
+        (408, "request body too slow"),
         (409, "conflict with the current state"),
         (413, "body too large"),
         (415, "unsupported content type"),

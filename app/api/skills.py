@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from app import datasets
 from app.api.deps import DbDep, TenantDep
 from app.api.responses import ERRORS
-from app.schemas import Page, SkillCreate, SkillRead
+from app.schemas import Cursor, Page, SkillCreate, SkillRead
 
 router = APIRouter(prefix="/v1/skills", tags=["skills"], responses=ERRORS)
 
@@ -28,7 +28,7 @@ async def list_skills(
     db: DbDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> Page[SkillRead]:
     """The tenant's skill specs, oldest first."""
     async with db.reading() as session:

@@ -1,0 +1,141 @@
+"""The method interface: what the runner hands a method, and what a method hands back.
+
+A method module exposes one coroutine::
+
+    async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome
+
+It builds teacher requests from ``task`` (and what it reads through ``ctx``), calls
+``ctx.teacher.generate``, and turns the results into :class:`ExampleOut` rows (accepted,
+rejected with a reason, or pending). Methods stay free of SQL: everything they read comes through
+``ctx``; everything they write goes back in the :class:`TaskOutcome`, which the runner stores
+with the task's completion in one transaction (``app.queue.complete_task``).
+
+Errors a method may raise, and what the runner does with them::
+
+    JobCancelled            the job was cancelled (raised by ``ctx.check_cancel``): the task is
+                            cancelled, nothing of it is written
+    TaskFailed              final: the task fails at once, and with it the job
+    TeacherError            retried with backoff when ``retryable``, else final
+    any other exception     retried with backoff up to the task's max attempts, then final
+
+A teacher result that came back with ``error`` set is the method's to judge: raise the error to
+retry the whole task, or keep going and report the item as failed or rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+if TYPE_CHECKING:
+    from workers.teachers.base import Teacher
+
+ExampleStatus = Literal["accepted", "rejected", "pending"]
+
+
+class JobCancelled(Exception):
+    """The job was cancelled; the task stops between teacher calls and writes nothing."""
+
+    retryable: ClassVar[bool] = False
+
+
+class TaskFailed(Exception):
+    """The task cannot succeed however often it is retried (the job fails with this message)."""
+
+    retryable: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInput:
+    """One claimed task, as plain data."""
+
+    job_id: str
+    task_id: str
+    dataset_id: str
+    seq: int
+    attempt: int  # 1 on the first try
+    kind: str
+    params: dict[str, Any]  # the job's validated params (app.kinds)
+    teacher: dict[str, Any]  # the job's TeacherSpec: model, temperature, top_p, max_tokens ...
+    skill: dict[str, Any] | None  # the Skill row's fields, or None
+    payload: dict[str, Any]  # what this task is about (chunk of example ids, round number ...)
+
+
+@dataclass(slots=True)
+class ExampleOut:
+    """One candidate the task produced; ``item_index`` is unique within the task."""
+
+    item_index: int
+    instruction: str
+    input: str = ""
+    output: str | None = None
+    status: ExampleStatus = "accepted"
+    reject_reason: str | None = None
+    reject_detail: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    raw_output: str | None = None
+    usage: dict[str, Any] | None = None
+    sampling: dict[str, Any] | None = None
+    prompt_id: str | None = None
+    prompt_version: str | None = None
+    scores: dict[str, Any] | None = None
+    signature: bytes | None = None
+
+
+@dataclass(slots=True)
+class TaskOutcome:
+    """What a finished task hands back; stored with the task's completion in one transaction."""
+
+    examples: list[ExampleOut] = field(default_factory=list)
+    completed: int = 0  # progress units the task finished (job.completed += this)
+    failed: int = 0  # progress units that failed for good (job.failed += this)
+    followups: list[dict[str, Any]] = field(default_factory=list)  # payloads of new tasks
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    teacher_seconds: float = 0.0
+    stop_reason: str | None = None  # job-level, e.g. "target reached"; stored on the job
+    summary: dict[str, Any] = field(default_factory=dict)  # stored on task.result
+    # a cap on accepted examples (an exact target): at commit, under the job's lock, at most
+    # min(max_accepted, job.total - job.accepted) stay accepted; the rest are stored as rejected
+    # "over_target", and `completed` (then counting accepted examples) shrinks by as many
+    max_accepted: int | None = None
+
+
+class MethodContext(Protocol):
+    """What the runner gives a method: the teacher and read-only views of the database."""
+
+    @property
+    def teacher(self) -> Teacher:
+        """The teacher this worker serves."""
+        ...
+
+    async def check_cancel(self) -> None:
+        """Raise :class:`JobCancelled` when the job was cancelled (or has ended); call it
+        between teacher calls."""
+        ...
+
+    async def fetch_examples(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The dataset's examples with these ids (id, instruction, input, output, messages,
+        metadata, status, origin), in the order given; unknown ids are left out."""
+        ...
+
+    async def dataset_pool(self) -> list[tuple[str, bytes | None]]:
+        """(instruction, signature) of every non-rejected example of the dataset (for dedup)."""
+        ...
+
+    async def job_progress(self) -> dict[str, Any]:
+        """The job's counters now: total, completed, accepted, rejected, failed, tokens ..."""
+        ...
+
+    async def sample_demos(self, n_seed: int, n_generated: int) -> list[dict[str, Any]]:
+        """Up to `n_seed` accepted seed examples and up to `n_generated` accepted generated
+        ones of the dataset, drawn at random (same fields as :meth:`fetch_examples`)."""
+        ...
+
+
+class Method(Protocol):
+    """A method module (or any object) with a ``run`` coroutine."""
+
+    async def run(self, task: TaskInput, ctx: MethodContext) -> TaskOutcome: ...

@@ -1,0 +1,658 @@
+"""The worker loop: claim -> run the job's method -> complete, with leases kept alive.
+
+One :class:`Runner` serves one teacher. It keeps at most ``concurrency`` tasks in flight; each
+has its own heartbeat coroutine, so a slow teacher call never loses its lease. A heartbeat that
+finds the lease gone cancels its task, which then writes nothing. Idle runners wake on Postgres
+``LISTEN`` (a dedicated asyncpg connection, reconnected when lost) and poll every
+``poll_interval_seconds`` in any case (the only way on SQLite).
+
+Errors never stop the loop: a database that is down (a Postgres restart) is logged, backed off
+and retried; results wait for it (the transition is retried) while the lease lasts.
+
+What happens to a task (all state changes through ``app.queue``)::
+
+    method returns           complete_task (results, counters, follow-ups: one transaction)
+    JobCancelled             cancel_task (nothing of the task is written)
+    TaskFailed / final error fail_task(retryable=False): the task and the job fail
+    other exception          fail_task: retried with backoff, then final
+    database unavailable     release_task after a short delay (attempt not counted)
+    lease lost               nothing (another worker has the task)
+    shutdown (SIGTERM)       in-flight tasks get ``shutdown_grace_seconds``, the rest released
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import queue
+from app.config import Settings
+from app.models import TERMINAL_STATUSES, Example, Job, Skill
+from app.state import Database
+from workers.methods import METHODS
+from workers.methods.base import JobCancelled, TaskInput, TaskOutcome
+
+if TYPE_CHECKING:
+    from workers.teachers.base import Teacher
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+REAP_EVERY_S = 1.0
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,  # includes ConnectionDoesNotExistError
+    asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown, CannotConnectNow
+)
+_SKILL_FIELDS = ("id", "name", "description", "domain", "guidelines", "rubric", "output_format")
+_EXAMPLE_COLUMNS = (
+    Example.id,
+    Example.origin,
+    Example.status,
+    Example.instruction,
+    Example.input,
+    Example.output,
+    Example.messages,
+    Example.meta,
+)
+_PROGRESS_FIELDS = ("total", "completed", "accepted", "rejected", "failed", "prompt_tokens",
+                    "completion_tokens", "teacher_seconds", "status", "stop_reason")  # fmt: skip
+
+
+def is_db_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached now (worth waiting and retrying)."""
+    if isinstance(exc, sa_exc.DBAPIError) and (
+        exc.connection_invalidated
+        or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    ):
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        seen.add(id(current))
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached while the method read from it."""
+
+
+@dataclasses.dataclass(eq=False)
+class _Running:
+    claimed: queue.ClaimedTask
+    task: asyncio.Task[None] | None = None
+    work: asyncio.Task[TaskOutcome] | None = None
+    phase: str = "method"  # method -> finishing
+    lease_lost: bool = False
+    release: bool = False
+
+
+class Runner:
+    """Claims tasks of the kinds in `methods` whose teacher model it serves, and runs them."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        teacher: Teacher,
+        methods: Mapping[str, Any] | None = None,
+        concurrency: int | None = None,
+        worker_id: str | None = None,
+        listen: bool | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.teacher = teacher
+        self.methods: Mapping[str, Any] = METHODS if methods is None else methods
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.worker = worker_id or settings.worker_id
+        self.listen = db.dialect == "postgresql" if listen is None else listen
+        self.stats: Counter[str] = Counter()
+        self.max_in_flight = 0
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._hard_stop = False
+        self._running: dict[uuid.UUID, _Running] = {}
+        self._skills: dict[uuid.UUID, dict[str, Any] | None] = {}
+        self._reaped_at = -REAP_EVERY_S
+        if settings.heartbeat_seconds * 2 > settings.lease_seconds:
+            log.warning(
+                "heartbeat_seconds (%s) should be at most half of lease_seconds (%s), or a busy "
+                "worker may lose its leases",
+                settings.heartbeat_seconds,
+                settings.lease_seconds,
+                extra={"action": "lease_settings", "worker": self.worker},
+            )
+
+    # --- control -------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks held right now."""
+        return len(self._running)
+
+    def stop(self) -> None:
+        """Stop claiming and shut down gracefully; a second call releases at once."""
+        if self._stopping.is_set():
+            self._hard_stop = True
+        self._stopping.set()
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        """Look for tasks now (what a NOTIFY does)."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` (or cancellation); then finish or release what is held."""
+        listener = asyncio.create_task(self._listen()) if self.listen else None
+        kinds = sorted(self.methods)
+        if not kinds:
+            self._log(logging.WARNING, "no methods registered: this worker claims nothing",
+                      "worker_no_methods")  # fmt: skip
+        self._log(logging.INFO, f"worker {self.worker} started: kinds {kinds}, model "
+                  f"{self.teacher.model!r}, {self.concurrency} tasks at once", "worker_started",
+                  concurrency=self.concurrency, kinds=kinds, model=self.teacher.model)  # fmt: skip
+        try:
+            await self._loop()
+        finally:
+            self._stopping.set()
+            await self._shutdown()
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            self._log(logging.INFO, f"worker {self.worker} stopped: {dict(self.stats)}",
+                      "worker_stopped", **self.stats)  # fmt: skip
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        delay = 0.0
+        while not self._stopping.is_set():
+            self._wakeup.clear()  # before claiming: a wake-up during the claim is not lost
+            free = self.concurrency - len(self._running)
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except Exception as exc:
+                    delay = min(10.0, delay * 2 or 0.25)
+                    self._log(logging.WARNING, f"claim failed, retrying in {delay:.2f}s: {exc!r}",
+                              "claim_failed", db_unavailable=is_db_unavailable(exc))  # fmt: skip
+                    await self._sleep(delay)
+                    continue
+                delay = 0.0
+                for task in claimed:
+                    self._start(task)
+                if claimed and len(claimed) == free:
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wakeup.wait(), timeout=self.settings.poll_interval_seconds
+                )
+
+    async def _claim(self, limit: int) -> list[queue.ClaimedTask]:
+        # reaping (dead workers' tasks that must not run again) needs no hurry: once a second
+        reap = time.monotonic() - self._reaped_at >= REAP_EVERY_S
+        async with self.db.transaction() as session:
+            claimed = await queue.claim_tasks(
+                session=session,
+                worker=self.worker,
+                lease_seconds=self.settings.lease_seconds,
+                limit=limit,
+                kinds=list(self.methods),
+                teacher_model=self.teacher.model,
+                reap=reap,
+            )
+        if reap:
+            self._reaped_at = time.monotonic()
+        return claimed
+
+    def _start(self, claimed: queue.ClaimedTask) -> None:
+        state = _Running(claimed)
+        state.task = asyncio.create_task(self._execute(state), name=f"task-{claimed.id}")
+        self._running[claimed.id] = state
+        self.stats["claimed"] += 1
+        self.max_in_flight = max(self.max_in_flight, len(self._running))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._running.pop(claimed.id, None)
+            self._wakeup.set()
+
+        state.task.add_done_callback(done)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def _shutdown(self) -> None:
+        states = list(self._running.values())
+        if not states:
+            return
+        grace = 0.0 if self._hard_stop else self.settings.shutdown_grace_seconds
+        self._log(logging.INFO, f"shutting down: {len(states)} tasks in flight, {grace}s grace",
+                  "worker_draining", tasks=len(states))  # fmt: skip
+        tasks = [s.task for s in states if s.task is not None]
+        deadline = time.monotonic() + grace
+        while tasks and time.monotonic() < deadline and not self._hard_stop:
+            _, pending = await asyncio.wait(tasks, timeout=min(0.5, grace))
+            tasks = list(pending)
+        for state in list(self._running.values()):
+            if state.phase == "method" and state.work is not None and not state.work.done():
+                state.release = True
+                state.work.cancel()
+        remaining = [s.task for s in self._running.values() if s.task is not None]
+        if remaining:
+            # releases and completions in progress; bounded by their own retry deadline
+            await asyncio.wait(remaining, timeout=self._transition_deadline() + 5)
+
+    # --- one task ------------------------------------------------------------------------
+
+    async def _execute(self, state: _Running) -> None:
+        claimed = state.claimed
+        state.work = asyncio.create_task(self._work(claimed))
+        beat = asyncio.create_task(self._heartbeat(state))
+        try:
+            await asyncio.wait({state.work})
+            if state.work.cancelled():
+                if state.release:
+                    await self._finish(state, "release", reason="worker shutting down")
+                elif state.lease_lost:
+                    self.stats["lease_lost"] += 1
+                return
+            error = state.work.exception()
+            if error is None:
+                state.phase = "finishing"
+                await self._complete(state, state.work.result())
+            elif isinstance(error, JobCancelled):
+                await self._finish(state, "cancel")
+            elif isinstance(error, DatabaseUnavailable):
+                await self._finish(state, "release", reason=str(error), delay=1.0)
+            else:
+                retryable = bool(getattr(error, "retryable", True))
+                await self._finish(state, "fail", error=_describe(error), retryable=retryable)
+        except queue.TaskLeaseLost as exc:
+            self.stats["lease_lost"] += 1
+            self._task_log(logging.WARNING, claimed, f"lease lost: {exc}", "lease_lost")
+        except Exception:
+            self.stats["errors"] += 1
+            log.exception(
+                "task handling failed; its lease will lapse and it will be retried",
+                extra=self._extra(claimed, "task_error"),
+            )
+        finally:
+            beat.cancel()
+            if not state.work.done():
+                state.work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await state.work
+
+    async def _work(self, claimed: queue.ClaimedTask) -> TaskOutcome:
+        ctx = _Context(self, claimed)  # the claim skipped cancelled jobs; the method checks again
+        method = self.methods[claimed.kind]
+        task = TaskInput(
+            job_id=str(claimed.job_id),
+            task_id=str(claimed.id),
+            dataset_id=str(claimed.dataset_id),
+            seq=claimed.seq,
+            attempt=claimed.attempt,
+            kind=claimed.kind,
+            params=claimed.params,
+            teacher=claimed.teacher,
+            skill=await ctx.skill(),
+            payload=claimed.payload,
+        )
+        outcome: TaskOutcome = await method.run(task, ctx)
+        return outcome
+
+    async def _heartbeat(self, state: _Running) -> None:
+        claimed = state.claimed
+        every = self.settings.heartbeat_seconds
+        wait = every
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                async with self.db.transaction() as session:
+                    await queue.heartbeat(
+                        session=session,
+                        task_id=claimed.id,
+                        worker=self.worker,
+                        attempt=claimed.attempt,
+                        lease_seconds=self.settings.lease_seconds,
+                    )
+                wait = every
+            except queue.TaskLeaseLost:
+                state.lease_lost = True
+                self._task_log(logging.WARNING, claimed, "lease lost; stopping the task",
+                               "lease_lost")  # fmt: skip
+                if state.phase == "method" and state.work is not None:
+                    state.work.cancel()
+                return
+            except Exception as exc:
+                # the lease may still hold: try again soon (it is checked again at completion)
+                wait = min(1.0, every)
+                self._task_log(logging.WARNING, claimed, f"heartbeat failed: {exc!r}",
+                               "heartbeat_failed")  # fmt: skip
+
+    async def _complete(self, state: _Running, outcome: TaskOutcome) -> None:
+        claimed = state.claimed
+
+        async def call(session: AsyncSession) -> queue.Completion:
+            return await queue.complete_task(
+                session=session,
+                task_id=claimed.id,
+                worker=self.worker,
+                attempt=claimed.attempt,
+                outcome=outcome,
+                teacher_backend=self.teacher.backend,
+                teacher_model=self.teacher.model,
+            )
+
+        try:
+            await self._transition(call)
+        except queue.TaskLeaseLost:
+            raise
+        except Exception as exc:
+            # e.g. a value the database refuses: retried like any failure, then final
+            log.exception("storing results failed", extra=self._extra(claimed, "complete_failed"))
+            await self._finish(state, "fail", error=f"storing results failed: {_describe(exc)}")
+            return
+        self.stats["succeeded"] += 1
+
+    async def _finish(
+        self,
+        state: _Running,
+        how: str,
+        *,
+        error: str = "",
+        retryable: bool = True,
+        reason: str = "",
+        delay: float = 0.0,
+    ) -> None:
+        claimed = state.claimed
+        common: dict[str, Any] = {
+            "task_id": claimed.id,
+            "worker": self.worker,
+            "attempt": claimed.attempt,
+        }
+
+        async def call(session: AsyncSession) -> Any:
+            if how == "cancel":
+                return await queue.cancel_task(session=session, **common)
+            if how == "release":
+                return await queue.release_task(
+                    session=session, reason=reason, delay_seconds=delay, **common
+                )
+            return await queue.fail_task(
+                session=session,
+                error=error,
+                retryable=retryable,
+                retry_base_seconds=self.settings.retry_base_seconds,
+                retry_max_seconds=self.settings.retry_max_seconds,
+                **common,
+            )
+
+        result = await self._transition(call)
+        if how == "fail":
+            self.stats["retried" if result == "queued" else "failed"] += 1
+        else:
+            self.stats["cancelled" if how == "cancel" else "released"] += 1
+
+    async def _transition(self, call: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run a queue transition in its own transaction, retrying while the database is down."""
+        deadline = time.monotonic() + self._transition_deadline()
+        delay = 0.2
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    return await call(session)
+            except queue.TaskLeaseLost:
+                raise
+            except Exception as exc:
+                if not is_db_unavailable(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database unavailable, retrying in %.1fs: %r",
+                    delay,
+                    exc,
+                    extra={"action": "db_retry", "worker": self.worker},
+                )
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+
+    def _transition_deadline(self) -> float:
+        return max(60.0, 2 * self.settings.lease_seconds)
+
+    # --- wake-ups ------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """LISTEN on the queue channel on a dedicated connection; reconnect when it drops."""
+        url = self.db.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        delay = 0.25
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=10)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+                await conn.add_listener(queue.NOTIFY_CHANNEL, self._on_notify)
+                self.listening.set()
+                self._wakeup.set()  # what was enqueued while we were away
+                delay = 0.25
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=10)
+                        break
+                    await conn.execute("SELECT 1", timeout=5)  # finds a half-open connection
+                raise ConnectionError("LISTEN connection closed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._log(logging.WARNING, f"LISTEN connection down, retrying in {delay:.2f}s: "
+                          f"{exc!r}", "listen_lost")  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+            finally:
+                self.listening.clear()
+                if conn is not None:
+                    conn.terminate()
+
+    def _on_notify(self, *_args: object) -> None:
+        self._wakeup.set()
+
+    # --- logging -------------------------------------------------------------------------
+
+    def _extra(self, claimed: queue.ClaimedTask, action: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "action": action,
+            "job_id": str(claimed.job_id),
+            "task_id": str(claimed.id),
+            "worker": self.worker,
+            **fields,
+        }
+
+    def _task_log(
+        self, level: int, claimed: queue.ClaimedTask, message: str, action: str, **fields: Any
+    ) -> None:
+        log.log(level, message, extra=self._extra(claimed, action, **fields))
+
+    def _log(self, level: int, message: str, action: str, **fields: Any) -> None:
+        log.log(level, message, extra={"action": action, "worker": self.worker, **fields})
+
+
+class _Context:
+    """What a method sees of the world (:class:`workers.methods.base.MethodContext`)."""
+
+    def __init__(self, runner: Runner, claimed: queue.ClaimedTask) -> None:
+        self._runner = runner
+        self._claimed = claimed
+
+    @property
+    def teacher(self) -> Teacher:
+        return self._runner.teacher
+
+    async def check_cancel(self) -> None:
+        try:
+            async with self._runner.db.reading() as session:
+                row = (
+                    await session.execute(
+                        select(Job.cancel_requested, Job.status).where(
+                            Job.id == self._claimed.job_id
+                        )
+                    )
+                ).one()
+        except Exception as exc:
+            if not is_db_unavailable(exc):
+                raise
+            return  # best effort: the next check (or the lease) catches a cancel
+        if row.cancel_requested or row.status in TERMINAL_STATUSES:
+            raise JobCancelled(f"job {self._claimed.job_id} is {row.status}")
+
+    async def fetch_examples(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        wanted = [uuid.UUID(str(i)) for i in ids]
+        stmt = select(*_EXAMPLE_COLUMNS).where(
+            Example.dataset_id == self._claimed.dataset_id, Example.id.in_(wanted)
+        )
+        by_id = {row.id: _example_dict(row) for row in await self._read(stmt)}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    async def dataset_pool(self) -> list[tuple[str, bytes | None]]:
+        stmt = select(Example.instruction, Example.signature).where(
+            Example.dataset_id == self._claimed.dataset_id, Example.status != "rejected"
+        )
+        return [(row.instruction, row.signature) for row in await self._read(stmt)]
+
+    async def job_progress(self) -> dict[str, Any]:
+        stmt = select(*(getattr(Job, f) for f in _PROGRESS_FIELDS)).where(
+            Job.id == self._claimed.job_id
+        )
+        rows = await self._read(stmt)
+        return dict(rows[0]._asdict()) if rows else {}
+
+    async def sample_demos(self, n_seed: int, n_generated: int) -> list[dict[str, Any]]:
+        demos: list[dict[str, Any]] = []
+        for origin, n in (("seed", n_seed), ("generated", n_generated)):
+            if n <= 0:
+                continue
+            stmt = (
+                select(*_EXAMPLE_COLUMNS)
+                .where(
+                    Example.dataset_id == self._claimed.dataset_id,
+                    Example.origin == origin,
+                    Example.status == "accepted",
+                )
+                .order_by(func.random())
+                .limit(n)
+            )
+            demos.extend(_example_dict(row) for row in await self._read(stmt))
+        return demos
+
+    async def skill(self) -> dict[str, Any] | None:
+        skill_id = self._claimed.skill_id
+        if skill_id is None:
+            return None
+        if skill_id not in self._runner._skills:
+            rows = await self._read(
+                select(*(getattr(Skill, f) for f in _SKILL_FIELDS)).where(Skill.id == skill_id)
+            )
+            self._runner._skills[skill_id] = (
+                {**rows[0]._asdict(), "id": str(skill_id)} if rows else None
+            )
+        return self._runner._skills[skill_id]
+
+    async def _read(self, stmt: Any) -> list[Any]:
+        try:
+            async with self._runner.db.reading() as session:
+                return list((await session.execute(stmt)).all())
+        except Exception as exc:
+            if is_db_unavailable(exc):
+                raise DatabaseUnavailable(f"database unavailable: {exc!r}") from exc
+            raise
+
+
+def _example_dict(row: Any) -> dict[str, Any]:
+    data: dict[str, Any] = row._asdict()
+    data["id"] = str(row.id)
+    data["metadata"] = data.pop("meta")
+    return data
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+async def run_worker(
+    settings: Settings,
+    teacher: Teacher,
+    *,
+    methods: Mapping[str, Any] | None = None,
+    concurrency: int | None = None,
+    handle_signals: bool = True,
+) -> Runner:
+    """Run a worker process's runner until SIGTERM/SIGINT; closes the teacher at the end."""
+    db = Database.from_url(settings.database_url)
+    runner = Runner(
+        db=db, settings=settings, teacher=teacher, methods=methods, concurrency=concurrency
+    )
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, runner.stop)
+    try:
+        await runner.run()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await teacher.aclose()
+        await db.engine.dispose()
+    return runner
+
+
+def embedded_worker(
+    settings: Settings,
+    teacher: Teacher,
+    *,
+    methods: Mapping[str, Any] | None = None,
+    concurrency: int | None = None,
+) -> Callable[[Database], Coroutine[Any, Any, None]]:
+    """A background job for ``create_app(background=...)``: a runner on the app's database,
+    stopped gracefully when the app shuts down (the lifespan cancels it)."""
+
+    async def run(db: Database) -> None:
+        runner = Runner(
+            db=db, settings=settings, teacher=teacher, methods=methods, concurrency=concurrency
+        )
+        try:
+            await runner.run()
+        finally:
+            await teacher.aclose()
+
+    return run
