@@ -46,10 +46,14 @@ class TeacherSettings(BaseModel):
     request_timeout_s: float = Field(300.0, gt=0, description="per-request timeout, seconds")
     max_retries: int = Field(5, ge=0, le=50, description="retries of 429/5xx/timeouts per request")
     # in-process vLLM
-    tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
-    max_model_len: int | None = Field(None, ge=1)
-    max_num_seqs: int | None = Field(None, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs one model is split over")
+    gpu_memory_utilization: float = Field(
+        0.90, gt=0, le=1, description="vllm: share of GPU memory the engine may take"
+    )
+    max_model_len: int | None = Field(None, ge=1, description="vllm: context length cap")
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="vllm: sequences batched at once (engine default if unset)"
+    )
     dtype: str = Field("auto", description="weights dtype (vllm, transformers)")
     # local transformers
     device: str = Field("auto", description="transformers device: auto, cpu, cuda, cuda:0 ...")
@@ -84,7 +88,6 @@ class Settings(BaseSettings):
     max_examples_per_upload: int = Field(100_000, ge=1, description="examples in one seed upload")
     max_field_chars: int = Field(100_000, ge=1, description="longest instruction/input/output")
     export_batch_rows: int = Field(1000, ge=1, le=100_000, description="rows per export fetch")
-    page_size_max: int = Field(1000, ge=1, description="largest page of a listing")
     labeling_chunk_size: int = Field(64, ge=1, le=10_000, description="prompts per labeling task")
     task_max_attempts: int = Field(5, ge=1, le=100, description="tries of a task before it fails")
     # worker runtime (see docs/queue.md)

@@ -50,7 +50,8 @@ async def create_job(
         job.total = len(ids)
     elif isinstance(params, kinds.ExpansionParams):
         await _require_seeds(session, dataset.id)
-        payloads = [{"round": 0}]
+        # one chain of rounds per lane: lane l runs rounds l, l + P, l + 2P ...
+        payloads = [{"round": lane} for lane in range(min(params.parallel_rounds, params.max_rounds))]
         job.total = params.target
     else:  # pragma: no cover - kinds.KINDS and this function must name the same kinds
         raise AssertionError(f"no planner for kind {request.kind}")

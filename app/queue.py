@@ -31,7 +31,7 @@ import logging
 import random
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -157,6 +157,10 @@ class Outcome(Protocol):
     def summary(self) -> dict[str, Any]: ...
     @property
     def max_accepted(self) -> int | None: ...
+    @property
+    def recheck(self) -> Callable[[list[tuple[str, bytes | None]]], set[int]] | None: ...
+    @property
+    def recheck_since(self) -> dt.datetime | None: ...
 
 
 def backoff_seconds(
@@ -473,6 +477,8 @@ async def complete_task(
         await session.execute(
             select(Dataset.id).where(Dataset.id == task.dataset_id).with_for_update()
         )
+    if outcome.examples and outcome.recheck is not None and outcome.recheck_since is not None:
+        await _recheck(session, task.dataset_id, task_id, outcome)
     cap = outcome.max_accepted
     job = None
     if cap is not None:  # the cap needs the job's counters now, under its lock
@@ -951,6 +957,47 @@ def _duplicate(row: dict[str, Any]) -> None:
     row["dedup_key"] = None
 
 
+async def _recheck(
+    session: AsyncSession, dataset_id: uuid.UUID, task_id: uuid.UUID, outcome: Outcome
+) -> None:
+    """Reject as near duplicates the accepted examples that the outcome's check finds among
+    the dataset's examples stored since its snapshot (by other tasks running at the same time)."""
+    assert outcome.recheck is not None and outcome.recheck_since is not None
+    rows = (
+        await session.execute(
+            select(Example.instruction, Example.signature).where(
+                Example.dataset_id == dataset_id,
+                Example.status != "rejected",
+                Example.created_at >= outcome.recheck_since,
+                or_(Example.task_id.is_(None), Example.task_id != task_id),
+            )
+        )
+    ).all()
+    if not rows:
+        return
+    clashes = outcome.recheck([(r.instruction, r.signature) for r in rows])
+    for ex in outcome.examples:
+        if ex.item_index in clashes and ex.status == "accepted":
+            ex.status = "rejected"  # type: ignore[misc]
+            ex.reject_reason = "near_duplicate"  # type: ignore[misc]
+            ex.reject_detail = "near duplicate of an example stored by a parallel round"  # type: ignore[misc]
+
+
+def storable(value: Any) -> Any:
+    """`value` with NUL characters replaced by U+FFFD, in strings, keys and nested JSON.
+
+    Teachers (random or broken models especially) can emit NUL, which Postgres text and jsonb
+    cannot hold; the rest of what the teacher said is kept as it was.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
 async def _write_examples(
     session: AsyncSession,
     examples: Sequence[ExampleData],
@@ -974,34 +1021,36 @@ async def _write_examples(
         seen.add(ex.item_index)
         digest = content_hash(ex.instruction, ex.input, ex.output, ex.messages)
         rows.append(
-            {
-                "id": uuid7(),
-                "dataset_id": dataset_id,
-                "origin": "generated",
-                "status": ex.status,
-                "instruction": ex.instruction,
-                "input": ex.input or "",
-                "output": ex.output,
-                "messages": ex.messages,
-                "meta": dict(ex.meta or {}),
-                "content_hash": digest,
-                "dedup_key": None if ex.status == "rejected" else digest,
-                "reject_reason": ex.reject_reason,
-                "reject_detail": ex.reject_detail,
-                "job_id": job_id,
-                "task_id": task_id,
-                "item_index": ex.item_index,
-                "method": method,
-                "prompt_id": ex.prompt_id,
-                "prompt_version": ex.prompt_version,
-                "sampling": ex.sampling,
-                "usage": ex.usage,
-                "raw_output": ex.raw_output,
-                "scores": ex.scores,
-                "signature": ex.signature,
-                "created_at": now,
-                **provenance,
-            }
+            storable(
+                {
+                    "id": uuid7(),
+                    "dataset_id": dataset_id,
+                    "origin": "generated",
+                    "status": ex.status,
+                    "instruction": ex.instruction,
+                    "input": ex.input or "",
+                    "output": ex.output,
+                    "messages": ex.messages,
+                    "meta": dict(ex.meta or {}),
+                    "content_hash": digest,
+                    "dedup_key": None if ex.status == "rejected" else digest,
+                    "reject_reason": ex.reject_reason,
+                    "reject_detail": ex.reject_detail,
+                    "job_id": job_id,
+                    "task_id": task_id,
+                    "item_index": ex.item_index,
+                    "method": method,
+                    "prompt_id": ex.prompt_id,
+                    "prompt_version": ex.prompt_version,
+                    "sampling": ex.sampling,
+                    "usage": ex.usage,
+                    "raw_output": ex.raw_output,
+                    "scores": ex.scores,
+                    "signature": ex.signature,
+                    "created_at": now,
+                    **provenance,
+                }
+            )
         )
     # exact duplicates of the dataset (or of this batch) are kept, as rejected with a reason
     keys = [r["dedup_key"] for r in rows if r["dedup_key"] is not None]

@@ -25,7 +25,9 @@ from app.config import Settings
 from app.models import DEFAULT_TENANT_ID, Dataset, Job
 from app.state import Database
 from tests.scripted_teacher import ScriptedTeacher
+from tests.selfinstruct_teacher import SelfInstructTeacher
 from workers import runner
+from workers.methods import METHODS as REAL_METHODS
 from workers.methods.base import ExampleOut, MethodContext, TaskInput, TaskOutcome
 from workers.teachers.base import SamplingParams, TeacherRequest
 
@@ -80,7 +82,7 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     return outcome
 
 
-METHODS: dict[str, Any] = {KIND: sys.modules[__name__]}
+METHODS: dict[str, Any] = {**REAL_METHODS, KIND: sys.modules[__name__]}
 
 
 async def add_dataset(db: Database, name: str | None = None) -> uuid.UUID:
@@ -142,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.05, help="teacher seconds per call")
     parser.add_argument("--retry-base", type=float, default=0.1)
     parser.add_argument("--model", default="scripted-model")
+    parser.add_argument(
+        "--teacher",
+        choices=("scripted", "selfinstruct"),
+        default="scripted",
+        help="selfinstruct: the teacher double for labeling and expansion",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     overrides: dict[str, Any] = {}
@@ -158,7 +166,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         shutdown_grace_seconds=1.0,
         **overrides,
     )
-    teacher = ScriptedTeacher(args.model, delay=args.delay)
+    teacher: Any
+    if args.teacher == "selfinstruct":
+        teacher = SelfInstructTeacher(
+            args.model, delay=args.delay, seed=hash(args.worker_id) % 1000
+        )
+    else:
+        teacher = ScriptedTeacher(args.model, delay=args.delay)
     asyncio.run(runner.run_worker(settings, teacher, methods=METHODS))
 
 

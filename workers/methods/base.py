@@ -24,7 +24,8 @@ retry the whole task, or keep going and report the item as failed or rejected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -101,6 +102,12 @@ class TaskOutcome:
     # min(max_accepted, job.total - job.accepted) stay accepted; the rest are stored as rejected
     # "over_target", and `completed` (then counting accepted examples) shrinks by as many
     max_accepted: int | None = None
+    # a last near-duplicate check at commit, under the dataset's lock, against the examples other
+    # tasks stored since `recheck_since` (what this task's pool snapshot may have missed when
+    # rounds run in parallel): called with their (instruction, signature) rows, it returns the
+    # item indexes to store as rejected "near_duplicate" instead of accepted
+    recheck: Callable[[list[tuple[str, bytes | None]]], set[int]] | None = None
+    recheck_since: dt.datetime | None = None
 
 
 class MethodContext(Protocol):
