@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         60.0, gt=0, description="a request body must arrive within this long (slow drip: 408)"
     )
+    rate_limit_per_minute: int = Field(
+        6000, ge=0, description="requests a minute per API key (per tenant without auth); 0: off"
+    )
+    rate_limit_burst: int = Field(300, ge=1, description="requests a key may send at once")
+    max_queued_jobs_per_tenant: int = Field(
+        100, ge=1, description="jobs a tenant may have queued at once (more: 429)"
+    )
     max_examples_per_upload: int = Field(100_000, ge=1, description="examples in one seed upload")
     max_field_chars: int = Field(100_000, ge=1, description="longest instruction/input/output")
     export_batch_rows: int = Field(1000, ge=1, le=100_000, description="rows per export fetch")

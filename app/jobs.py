@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import datasets, kinds, paging, queue
 from app.config import Settings
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from app.models import Example, Job
 from app.schemas import ExpansionJobCreate, JobRead, LabelingJobCreate, Progress
 
@@ -24,6 +24,17 @@ async def create_job(
 ) -> Job:
     """Validate the request, plan the first tasks and enqueue them with the job."""
     params = request.params
+    queued = await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant_id == tenant_id, Job.status == "queued")
+    )
+    if (queued or 0) >= settings.max_queued_jobs_per_tenant:
+        raise RateLimited(
+            f"{queued} jobs are already queued (at most {settings.max_queued_jobs_per_tenant}); "
+            "wait for some to start or cancel them",
+            headers={"Retry-After": "30"},
+        )
     dataset = await datasets.get_dataset(
         session=session, tenant_id=tenant_id, dataset_id=request.dataset_id
     )
@@ -51,7 +62,8 @@ async def create_job(
     elif isinstance(params, kinds.ExpansionParams):
         await _require_seeds(session, dataset.id)
         # one chain of rounds per lane: lane l runs rounds l, l + P, l + 2P ...
-        payloads = [{"round": lane} for lane in range(min(params.parallel_rounds, params.max_rounds))]
+        lanes = min(params.parallel_rounds, params.max_rounds)
+        payloads = [{"round": lane} for lane in range(lanes)]
         job.total = params.target
     else:  # pragma: no cover - kinds.KINDS and this function must name the same kinds
         raise AssertionError(f"no planner for kind {request.kind}")

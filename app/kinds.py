@@ -8,8 +8,15 @@ the parity).
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# curation steps a job may name (workers.curation.filters.FILTERS; a test checks the parity)
+FilterName = Literal[
+    "not_empty", "not_truncated", "length", "starts_with_text", "blocklist", "refusal",
+    "output_repeats_input",
+]  # fmt: skip
 
 
 class _Params(BaseModel):
@@ -39,7 +46,7 @@ class LabelingParams(_Params):
         None, max_length=100_000, description="only these examples (default: all eligible)"
     )
     chunk_size: int | None = Field(None, ge=1, le=10_000, description="prompts per task")
-    filters: list[str] | None = Field(None, description="curation steps for answers")
+    filters: list[FilterName] | None = Field(None, description="curation steps for answers")
 
 
 class ExpansionParams(_Params):
@@ -61,8 +68,8 @@ class ExpansionParams(_Params):
         1, ge=1, le=64, description="rounds in flight at once (several workers share a job)"
     )
     similarity_threshold: float = Field(0.7, gt=0, le=1, description="ROUGE-L near-dup cut")
-    filters: list[str] | None = Field(None, description="curation steps for new tasks")
-    answer_filters: list[str] | None = Field(None, description="curation steps for answers")
+    filters: list[FilterName] | None = Field(None, description="curation steps for new tasks")
+    answer_filters: list[FilterName] | None = Field(None, description="curation steps for answers")
 
 
 KINDS: dict[str, type[_Params]] = {

@@ -37,7 +37,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        state = AppState(settings=settings, db=db or Database.from_url(settings.database_url))
+        state = AppState.build(settings, db or Database.from_url(settings.database_url))
         api.state.distillery = state
         tasks = [asyncio.create_task(job(state.db)) for job in background]
         for task in tasks:
@@ -58,7 +58,7 @@ def create_app(
         lifespan=lifespan,
     )
     if db is not None:  # usable before startup (in-process test clients)
-        api.state.distillery = AppState(settings=settings, db=db)
+        api.state.distillery = AppState.build(settings, db)
     api.include_router(api_router)
     _add_error_handlers(api)
     api.add_middleware(

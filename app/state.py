@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
+from app.ratelimit import RateLimiter
 
 
 @dataclass
@@ -44,3 +45,9 @@ class Database:
 class AppState:
     settings: Settings
     db: Database
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 1))
+
+    @classmethod
+    def build(cls, settings: Settings, db: Database) -> AppState:
+        limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        return cls(settings=settings, db=db, limiter=limiter)

@@ -7,6 +7,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 from app.config import Settings
 from app.kinds import KINDS
@@ -14,6 +15,13 @@ from app.main import create_app
 from workers.methods import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_filter_names_parity() -> None:
+    from app.kinds import FilterName
+    from workers.curation.filters import FILTERS
+
+    assert set(get_args(FilterName)) == set(FILTERS)
 
 
 def test_kinds_parity() -> None:

@@ -32,12 +32,15 @@ async def get_tenant(request: Request, state: Annotated[AppState, Depends(get_st
     if header is None:
         if state.settings.auth:
             raise Unauthorized()
+        state.limiter.check(f"tenant:{DEFAULT_TENANT_ID}")
         return DEFAULT_TENANT_ID
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("expected `Authorization: Bearer <key>`")
     async with state.db.reading() as session:
-        return await auth.tenant_for_key(session=session, key=key.strip())
+        tenant = await auth.tenant_for_key(session=session, key=key.strip())
+    state.limiter.check(f"key:{auth.hash_key(key.strip())}")
+    return tenant
 
 
 DbDep = Annotated[Database, Depends(get_db)]
