@@ -29,7 +29,7 @@ PG_ADMIN_DB = "postgres"
 
 
 def pg_url(dbname: str, driver: str = "asyncpg") -> str:
-    scheme, rest = PG_BASE.split("://", 1)
+    rest = PG_BASE.split("://", 1)[1]
     return f"postgresql+{driver}://{rest}/{dbname}"
 
 

@@ -35,8 +35,10 @@ def test_json_upload_counts_duplicates(client: httpx.Client) -> None:
 
 def test_jsonl_upload_and_pending_without_output(client: httpx.Client) -> None:
     ds = make_dataset(client)
-    items = seed_items(3, with_output=False) + [
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]},
+    convo = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]
+    items = [
+        *seed_items(3, with_output=False),
+        {"messages": convo},
         {"instruction": "Translate", "input": "bonjour", "output": "hello", "metadata": {"k": 1}},
     ]
     response = client.post(f"/v1/datasets/{ds['id']}/seeds", content=jsonl(items), headers=NDJSON)

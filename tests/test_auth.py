@@ -1,4 +1,4 @@
-"""API keys and tenant isolation: no key -> 401, revoked -> 401, another tenant's resource -> 404."""
+"""API keys and tenant isolation: no key or a revoked key is a 401, another tenant's data a 404."""
 
 from __future__ import annotations
 
@@ -89,8 +89,9 @@ def test_keys_and_isolation(auth_server: LiveServer, database_url: str) -> None:
 
 
 def test_no_auth_refused_off_loopback(database_url: str) -> None:
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0"]
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--database-url", database_url],
+        [*command, "--database-url", database_url],
         capture_output=True, text=True, timeout=60, env={**os.environ, "DISTILLERY_AUTH": "false"},
     )  # fmt: skip
     assert result.returncode == 2

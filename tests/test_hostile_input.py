@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
@@ -76,10 +77,8 @@ def test_slow_drip_body_gets_408(impatient: Settings) -> None:
                     break
                 time.sleep(0.2)
                 sock.setblocking(False)
-                try:
+                with contextlib.suppress(BlockingIOError):
                     reply += sock.recv(4096)
-                except BlockingIOError:
-                    pass
                 sock.setblocking(True)
                 if reply:
                     break
