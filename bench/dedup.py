@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import time
 from dataclasses import dataclass
 
@@ -26,39 +27,47 @@ from rapidfuzz.distance import LCSseq
 
 from workers.curation import dedup
 
-SYLLABLES = (
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+SYLLABLES = _words(
     "ba be bi bo bu da de di do du fa fe fi fo ga ge gi go ka ke ki ko ku la le li lo lu ma me "
     "mi mo mu na ne ni no nu pa pe pi po ra re ri ro ru sa se si so ta te ti to tu va ve vi vo "
     "za ze zi zo bran cor del fen gar hol jin kel mor nar pel quin ros sil tor val wen xan yor zel"
-).split()
-LEADS = (
-    "write explain describe list summarize generate create classify translate rewrite compare "
-    "suggest give find identify convert design outline analyze draft propose evaluate recommend "
-    "provide compose plan brainstorm name predict estimate review"
-).split() + ["tell me"]
-ADJECTIVES = (
+)
+LEADS = [
+    *_words(
+        "write explain describe list summarize generate create classify translate rewrite "
+        "compare suggest give find identify convert design outline analyze draft propose "
+        "evaluate recommend provide compose plan brainstorm name predict estimate review"
+    ),
+    "tell me",
+]
+ADJECTIVES = _words(
     "short long simple detailed formal casual funny serious creative practical concise friendly "
     "technical historical modern ancient local global personal public private cheap expensive "
     "healthy quick slow quiet loud bright dark green urban rural digital manual weekly daily "
     "seasonal popular rare common useful risky safe fair honest strange typical basic advanced"
-).split()
-FORMS = (
+)
+FORMS = _words(
     "poem story essay email letter tweet summary list plan recipe guide review speech report "
     "song riddle joke headline slogan outline table dialogue description proposal checklist"
-).split()
-ROLES = (
+)
+ROLES = _words(
     "teacher student doctor nurse farmer engineer manager chef pilot artist writer lawyer parent "
     "child traveler beginner expert scientist programmer designer driver coach"
-).split()
-VERBS = (
+)
+VERBS = _words(
     "improve reduce explain teach measure protect build clean repair choose store share compare "
     "test plan grow cook sell fix sort count paint move study visit avoid support"
-).split()
-ASPECTS = (
+)
+ASPECTS = _words(
     "main idea tone structure strengths weaknesses causes effects history cost benefits risks "
     "purpose audience style"
-).split()
-PREPOSITIONS = "about for on regarding with without using from into during".split()
+)
+PREPOSITIONS = _words("about for on regarding with without using from into during")
 CONTEXTS = (
     "in under {n} words",
     "for a {adj} {role}",
@@ -225,6 +234,7 @@ class Result:
     recall: Recall  # all sampled positives
     recall_edits: Recall  # those made by word edits (the rest match by chance)
     check_seconds: float
+    peak_rss_mb: float  # of the whole process so far (corpus included), after the dedup
 
 
 def run(n: int, batch: int, sample: int, seed: int, config: dedup.DedupConfig) -> Result:
@@ -236,12 +246,13 @@ def run(n: int, batch: int, sample: int, seed: int, config: dedup.DedupConfig) -
         found = dedup.dedupe_batch(texts[lo : lo + batch], index)
         rejected[lo : lo + batch] = [r is not None for r in found]
     seconds = time.perf_counter() - start
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     missed, positive = check_recall(texts, rejected, sample, seed)
     check_seconds = time.perf_counter() - start
     both = Recall(int(positive.sum()), int(missed.sum()))
     edits = Recall(int((positive & edited).sum()), int((missed & edited).sum()))
-    return Result(n, seconds, int(rejected.sum()), both, edits, check_seconds)
+    return Result(n, seconds, int(rejected.sum()), both, edits, check_seconds, peak_rss_mb)
 
 
 def check_recall(
@@ -302,13 +313,13 @@ def main() -> None:
     rows = [run(n, args.batch, args.sample, args.seed, config) for n in args.n]
     print(
         f"{'n':>10} {'seconds':>8} {'texts/s':>9} {'rejected':>9}"
-        f" {'sample+':>8} {'recall':>7} {'edits+':>7} {'recall':>7}"
+        f" {'sample+':>8} {'recall':>7} {'edits+':>7} {'recall':>7} {'peak MB':>8}"
     )
     for r in rows:
         print(
             f"{r.n:>10,} {r.seconds:>8.1f} {r.n / r.seconds:>9,.0f} {r.rejected / r.n:>9.2%}"
             f" {r.recall.positives:>8} {r.recall.value:>7.3f}"
-            f" {r.recall_edits.positives:>7} {r.recall_edits.value:>7.3f}"
+            f" {r.recall_edits.positives:>7} {r.recall_edits.value:>7.3f} {r.peak_rss_mb:>8,.0f}"
         )
     print(f"(recall check: {sum(r.check_seconds for r in rows):.0f} s, not in 'seconds')")
 

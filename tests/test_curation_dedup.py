@@ -241,7 +241,7 @@ def test_lsh_max_similarity_and_check_use_candidates() -> None:
 
 
 def test_minhash_is_datasketchs_affine32_scheme() -> None:
-    datasketch = pytest.importorskip("datasketch")
+    datasketch = pytest.importorskip("datasketch", minversion="2.0")  # the affine32 scheme
     config = DedupConfig(num_bands=4, band_rows=8, seed=42)
     reference = datasketch.MinHash(num_perm=config.num_perm, seed=42, scheme="affine32")
     a, b = dedup._permutations(config)

@@ -11,18 +11,20 @@ How:
 
 - Words as `rouge_score`'s default tokenizer makes them: lowercase, every character outside
   ``[a-z0-9]`` separates, no stemming. Texts without such words (e.g. only CJK) have ROUGE-L 0
-  against everything, as in `rouge_score`, so they are never near duplicates. Each distinct word
-  gets an id, and a text becomes a string with one code point per word, so rapidfuzz's `LCSseq`
-  computes the longest common subsequence in C++: F = 2 * LCS / (m + n), `rouge_score`'s
-  fmeasure (tests compare the two on random pairs).
+  against everything, as in `rouge_score`, so they are never near duplicates. Words are split
+  for a whole batch at once with numpy; a word of up to 8 bytes is identified by its bytes, a
+  longer one by a 63-bit hash. Each distinct word gets an id, and a text becomes a string with
+  one code point per word, so rapidfuzz's `LCSseq` computes the longest common subsequence in
+  C++: F = 2 * LCS / (m + n), `rouge_score`'s fmeasure (tests compare the two on random pairs).
 - Pools up to `lsh_min_pool` texts are compared exhaustively (rapidfuzz `process.cdist`).
 - Larger pools use MinHash LSH for candidates and exact ROUGE-L on those only. The MinHash is
   datasketch's "affine32" scheme (fmix32 pre-mix, h -> a*h + b mod 2^32, datasketch's permutation
   parameters for the seed) over word n-gram shingles, computed vectorised with numpy; the LSH
-  table is one sorted array per band (numpy `searchsorted`). datasketch's own objects cost tens
-  of microseconds per text (`MinHash.bulk`, `MinHashLSH.insert`), too slow for a million texts
-  a minute. Unigram shingles are the default: ROUGE-L >= 0.7 implies that the two word multisets
-  overlap by >= 54 % (LCS <= overlap), while such pairs may share almost no bigrams.
+  table is one sorted array per band (numpy `searchsorted`). datasketch's own objects cost
+  ~50 us per text each for `MinHash.bulk` and `MinHashLSH.insert` (shared/NOTES-STACK.md,
+  section 4), too slow for a million texts a minute. Unigram shingles are the default:
+  ROUGE-L >= 0.7 implies that the two word multisets overlap by >= 54 % (LCS <= overlap), while
+  such pairs may share almost no bigrams.
 - Between the two, a count sketch of the words (32 hashed buckets per text) bounds the LCS from
   above, sum_k min(count_a[k], count_b[k]); candidate pairs that cannot reach the threshold are
   dropped before the LCS.
@@ -70,6 +72,7 @@ _SIGNATURE_VERSION: Final = 1
 _SKETCH_SIZE: Final = 32  # buckets of the word count sketch (a power of two)
 _MAX_CODE_POINT: Final = 0x10FFFF  # word ids up to this are one character of a str
 _EPS: Final = 1e-9  # slack for float rounding when pruning by an upper bound
+_CHUNK: Final = 100_000  # texts per step of dedupe_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,7 @@ class DedupConfig:
     """Knobs of the near-duplicate check; defaults from Self-Instruct and bench/dedup.py."""
 
     threshold: float = 0.7  # reject when ROUGE-L F >= threshold
-    lsh_min_pool: int = 20_000  # pool + batch larger than this: LSH candidates, not a full scan
+    lsh_min_pool: int = 20_000  # pool (+ batch) above this: LSH candidates, not a full scan
     num_bands: int = 40  # LSH bands; num_bands * band_rows MinHash permutations
     band_rows: int = 7  # MinHash values per band
     ngram: int = 1  # word n-gram size of the shingles (1 = words)
@@ -314,13 +317,16 @@ def signatures(texts: Sequence[str], config: DedupConfig | None = None) -> list[
     """
     config = config or DedupConfig()
     vocab = _Vocabulary()
-    enc = vocab.encode(texts)
-    rows = np.flatnonzero(enc.lens > 0)
-    keys = _keys_of(vocab, enc, rows, config)
-    tag = _signature_tag(config)
-    out = [tag] * len(texts)
-    for row, k in enumerate(rows.tolist()):
-        out[k] = tag + keys[row].astype("<u4").tobytes()
+    tag, size = _signature_tag(config), 4 * config.num_bands
+    out: list[bytes] = []
+    for lo in range(0, len(texts), _CHUNK):
+        enc = vocab.encode(texts[lo : lo + _CHUNK])
+        rows = np.flatnonzero(enc.lens > 0)
+        raw = _keys_of(vocab, enc, rows, config).astype("<u4").tobytes()
+        chunk = [tag] * len(enc.docs)
+        for row, k in enumerate(rows.tolist()):
+            chunk[k] = tag + raw[row * size : (row + 1) * size]
+        out += chunk
     return out
 
 
@@ -350,12 +356,21 @@ class _Bands:
 
     def __init__(self, num_bands: int) -> None:
         self.keys = [np.empty(0, np.uint32) for _ in range(num_bands)]
-        self.ids = [np.empty(0, np.int64) for _ in range(num_bands)]
+        self.ids = [np.empty(0, np.int32) for _ in range(num_bands)]
 
     @staticmethod
     def sort(keys: np.ndarray) -> list[np.ndarray]:
-        """Per band, the order of `keys` rows by key (stable: ties keep row order)."""
-        return [np.argsort(keys[:, band], kind="stable") for band in range(keys.shape[1])]
+        """Per band, the order of `keys` rows by key (stable: ties keep row order).
+
+        Sorting key << 32 | row as one uint64 is twice as fast as a stable argsort.
+        """
+        rows = np.arange(len(keys), dtype=np.uint64)
+        orders = []
+        for band in range(keys.shape[1]):
+            combined = (keys[:, band].astype(np.uint64) << np.uint64(32)) | rows
+            combined.sort()
+            orders.append((combined & np.uint64(0xFFFFFFFF)).astype(np.int64))
+        return orders
 
     def pool_pairs(
         self, keys: np.ndarray, orders: list[np.ndarray], cap: int
@@ -398,7 +413,7 @@ class _Bands:
             old = np.ones(size, bool)
             old[at] = False
             merged_keys = np.empty(size, np.uint32)
-            merged_ids = np.empty(size, np.int64)
+            merged_ids = np.empty(size, np.int32)
             merged_keys[at], merged_ids[at] = new_keys, ids[order]
             merged_keys[old], merged_ids[old] = self.keys[band], self.ids[band]
             self.keys[band], self.ids[band] = merged_keys, merged_ids
@@ -493,6 +508,8 @@ class NearDupIndex:
         lcs = process.cdist([doc], choices, scorer=LCSseq.similarity, dtype=np.int64)[0]
         scores = 2.0 * lcs / (m + self._lens[pool])
         best = int(np.argmax(scores))
+        if scores[best] == 0.0:
+            return 0.0, -1
         return float(scores[best]), int(pool[best])
 
     def check(self, text: str) -> Rejection | None:
@@ -514,15 +531,14 @@ class NearDupIndex:
         return keys
 
     def _flush(self) -> None:
-        if not self._pending:
-            return
-        texts = [t for t, _ in self._pending]
-        sigs = [s for _, s in self._pending]
-        self._pending = []
-        enc = self._vocab.encode(texts)
-        rows = np.flatnonzero(enc.lens > 0)
-        keys = self._keys(enc, rows, sigs)
-        self._append(enc, np.arange(len(texts)), rows, keys, _Bands.sort(keys))
+        pending, self._pending = self._pending, []
+        for lo in range(0, len(pending), _CHUNK):
+            texts = [t for t, _ in pending[lo : lo + _CHUNK]]
+            sigs = [s for _, s in pending[lo : lo + _CHUNK]]
+            enc = self._vocab.encode(texts)
+            rows = np.flatnonzero(enc.lens > 0)
+            keys = self._keys(enc, rows, sigs)
+            self._append(enc, np.arange(len(texts)), rows, keys, _Bands.sort(keys))
 
     def _append(
         self,
@@ -581,27 +597,25 @@ def dedupe_batch(
 
     Accepted texts (result None) join `index` in order; a rejected one does not, so it cannot
     reject later texts (Self-Instruct's sequential rule). `signatures`, if given (from
-    `signatures(texts)`, which the runner stores anyway), spare computing the MinHash.
+    `signatures(texts)`, which the runner stores anyway), spare computing the MinHash. Large
+    batches are processed in chunks of `_CHUNK` texts, which bounds memory and changes nothing.
     """
-    index._flush()
     n = len(texts)
     sigs: Sequence[bytes | None] = [None] * n if signatures is None else signatures
     if len(sigs) != n:
         raise ValueError("signatures must align with texts")
+    results: list[Rejection | None] = []
+    for lo in range(0, n, _CHUNK):
+        results += _dedupe_chunk(texts[lo : lo + _CHUNK], index, sigs[lo : lo + _CHUNK])
+    return results
+
+
+def _dedupe_chunk(
+    texts: Sequence[str], index: NearDupIndex, sigs: Sequence[bytes | None]
+) -> list[Rejection | None]:
+    index._flush()
     enc = index._vocab.encode(texts)
-    results: list[Rejection | None] = [None] * n
-
-    # Same words as a pool text: duplicate. As an earlier text of the batch: decided with it.
-    copy_of: dict[int, int] = {}
-    first_seen: dict[str | tuple[int, ...], int] = {}
-    live = enc.lens > 0
-    for k in np.flatnonzero(live).tolist():
-        key = _doc_key(enc.docs[k])
-        if (same := index._exact.get(key)) is not None:
-            results[k], live[k] = _duplicate(same), False
-        elif (first := first_seen.setdefault(key, k)) != k:
-            copy_of[k], live[k] = first, False
-
+    results, live, copy_of = _exact_copies(enc, index)
     rows = np.flatnonzero(live)
     keys = index._keys(enc, rows, sigs)
     orders = _Bands.sort(keys)
@@ -621,18 +635,40 @@ def dedupe_batch(
     for k, first in copy_of.items():
         results[k] = results[first] or _duplicate(int(position[first]))
 
-    accepted_keys = np.flatnonzero(accepted)
     remap = np.full(len(rows), -1, np.int64)
-    remap[accepted_keys] = np.arange(len(accepted_keys))
+    remap[accepted] = np.arange(int(accepted.sum()))
     kept_orders = [remap[order[accepted[order]]] for order in orders]
     index._append(enc, np.flatnonzero(keep), rows[accepted], keys[accepted], kept_orders)
     return results
 
 
-Edges = np.ndarray  # 3 x k float64: row, target, ROUGE-L F (>= threshold)
+def _exact_copies(
+    enc: _Encoded, index: NearDupIndex
+) -> tuple[list[Rejection | None], np.ndarray, dict[int, int]]:
+    """Texts with the same words as a pool text (rejected now) or an earlier batch text.
+
+    Returns the results so far, which texts remain to check (`live`: not copies, with words),
+    and for each copy of an earlier batch text that text's index (it shares its fate).
+    """
+    results: list[Rejection | None] = [None] * len(enc.docs)
+    copy_of: dict[int, int] = {}
+    first_seen: dict[str | tuple[int, ...], int] = {}
+    live = enc.lens > 0
+    for k in np.flatnonzero(live).tolist():
+        key = _doc_key(enc.docs[k])
+        if (same := index._exact.get(key)) is not None:
+            results[k], live[k] = _duplicate(same), False
+        elif (first := first_seen.setdefault(key, k)) != k:
+            copy_of[k], live[k] = first, False
+    return results, live, copy_of
 
 
-def _exhaustive_edges(index: NearDupIndex, enc: _Encoded, rows: np.ndarray) -> tuple[Edges, Edges]:
+_Edges = np.ndarray  # 3 x k float64: row, target, ROUGE-L F (>= threshold)
+
+
+def _exhaustive_edges(
+    index: NearDupIndex, enc: _Encoded, rows: np.ndarray
+) -> tuple[_Edges, _Edges]:
     """Matches of the batch rows against the whole pool and against earlier rows (cdist)."""
     docs = [enc.docs[k] for k in rows.tolist()]
     lens = enc.lens[rows]
@@ -656,7 +692,7 @@ def _matches(
     clens: np.ndarray,
     config: DedupConfig,
     first_row: int,
-) -> Edges:
+) -> _Edges:
     lcs = process.cdist(
         queries, choices, scorer=LCSseq.similarity, dtype=np.int32, workers=config.workers
     )
@@ -666,7 +702,7 @@ def _matches(
     return np.stack((row + first_row, col, scores[row, col])).astype(np.float64)
 
 
-def _stack(parts: list[Edges]) -> Edges:
+def _stack(parts: list[_Edges]) -> _Edges:
     return np.concatenate(parts, axis=1) if parts else np.empty((3, 0))
 
 
@@ -676,7 +712,7 @@ def _lsh_edges(
     rows: np.ndarray,
     keys: np.ndarray,
     orders: list[np.ndarray],
-) -> tuple[Edges, Edges]:
+) -> tuple[_Edges, _Edges]:
     """Like `_exhaustive_edges`, for pairs that share an LSH band and pass the sketch bound."""
     cfg = index.config
     sketch, saturated = _sketches(index._vocab, enc, rows)
@@ -720,7 +756,7 @@ def _verify(
     target_lens: np.ndarray,
     targets: np.ndarray,
     config: DedupConfig,
-) -> Edges:
+) -> _Edges:
     """Exact ROUGE-L of the distinct (row, target) pairs; those reaching the threshold."""
     if rows.size == 0:
         return np.empty((3, 0))
@@ -740,7 +776,7 @@ def _verify(
 
 
 def _resolve(
-    n: int, pool_edges: Edges, batch_edges: Edges
+    n: int, pool_edges: _Edges, batch_edges: _Edges
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Self-Instruct's sequential rule over the matches of `n` batch rows.
 
@@ -771,6 +807,6 @@ def _resolve(
     return accepted, score, match, in_batch
 
 
-def _best_first(edges: Edges) -> np.ndarray:
+def _best_first(edges: _Edges) -> np.ndarray:
     """Order of edges by row, then score descending, then target."""
     return np.lexsort((edges[1], -edges[2], edges[0]))
