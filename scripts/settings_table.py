@@ -1,6 +1,6 @@
 """Print the configuration table of README.md from app.config.Settings (keeps docs honest).
 
-    .venv/bin/python scripts/settings_table.py
+.venv/bin/python scripts/settings_table.py
 """
 
 from __future__ import annotations
