@@ -131,3 +131,19 @@ def test_streams_in_batches_in_order(tiny_batches: Settings) -> None:
             assert [r["instruction"] for r in rows] == [e["instruction"] for e in listed]
     finally:
         server.stop()
+
+
+def test_conversations_and_json_columns_round_trip(client: httpx.Client) -> None:
+    ds = make_dataset(client)
+    convo = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": "hello"}]  # fmt: skip
+    upload_seeds(client, ds["id"], [{"messages": convo, "metadata": {"source": "chat", "n": 1}}])
+    rows = lines(
+        client.get(
+            f"/v1/datasets/{ds['id']}/export", params={"format": "messages", "metadata": True}
+        )
+    )
+    assert rows[0]["messages"] == convo
+    assert rows[0]["metadata"]["metadata"] == {"source": "chat", "n": 1}
+    sharegpt = lines(client.get(f"/v1/datasets/{ds['id']}/export", params={"format": "sharegpt"}))
+    assert [c["from"] for c in sharegpt[0]["conversations"]] == ["system", "human", "gpt"]
