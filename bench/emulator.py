@@ -17,7 +17,14 @@ Behaviour:
   so a client can check it got the answer to its own request;
 * ``response_format: {"type": "json_schema"}`` returns JSON that satisfies the schema (objects,
   arrays, strings, integers, numbers, booleans, enums, required fields, minItems, $defs refs);
-* a model name other than the served one is a 404, like vLLM.
+* a model name other than the served one is a 404, like vLLM;
+* opt-in ``--realistic``: a JSON schema asking for a ``tasks`` array (a Self-Instruct proposal)
+  gets the number of tasks the prompt asks for ("exactly N tasks", else 10), each an
+  instruction-like sentence of 8-16 words drawn from a large made-up vocabulary (a few hundred
+  thousand words), a third of them with an input, so that proposals pass the quality filters and
+  are almost never near duplicates of each other; ``--realistic-dup-fraction F`` makes that
+  share of tasks a one-word variation of a task this emulator proposed before (a near
+  duplicate curation must reject). Off by default: the schema filler below answers then.
 
 Faults (at start with ``--faults JSON`` or at runtime with ``POST /faults``), each kind with a
 ``fraction`` of requests and/or an exact ``count`` of the next requests::
@@ -29,7 +36,8 @@ Faults (at start with ``--faults JSON`` or at runtime with ``POST /faults``), ea
      "malformed": {"count": 1}}                          # 200 with invalid JSON
 
 CLI: ``python -m bench.emulator --port 0 --model NAME --base-latency 0.4 --per-token 0
---max-in-flight 256`` prints ``READY <port>`` on stdout once listening.
+--max-in-flight 256 [--realistic [--realistic-dup-fraction 0.1]]`` prints ``READY <port>`` on
+stdout once listening.
 """
 
 from __future__ import annotations
@@ -40,10 +48,11 @@ import contextlib
 import hashlib
 import itertools
 import random
+import re
 import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +83,8 @@ class EmulatorConfig:
     seed: int = 0
     api_key: str | None = None
     hang_s: float = 3600.0  # how long a "hang" fault waits (the client gives up first)
+    realistic: bool = False  # task-list schemas get instruction-like, diverse tasks
+    realistic_dup_fraction: float = 0.0  # share of realistic tasks that near-copy an earlier one
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -310,12 +321,18 @@ _INSTANCE = {
 }
 
 
-def _tokens_for(body: Mapping[str, Any], rng: random.Random, count: int) -> list[str]:
+def _tokens_for(
+    body: Mapping[str, Any], rng: random.Random, count: int, realistic: Any = None
+) -> list[str]:
     """The output of one choice as tokens (their concatenation is the text)."""
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_schema":
         schema = (response_format.get("json_schema") or {}).get("schema") or {}
-        text = orjson.dumps(instance_for(schema, rng)).decode()
+        if realistic is not None and realistic.wants(schema):
+            value = realistic.fill(schema, body, rng)
+        else:
+            value = instance_for(schema, rng)
+        text = orjson.dumps(value).decode()
         return [text[i : i + 4] for i in range(0, len(text), 4)]
     if response_format.get("type") == "json_object":
         return ['{"text": "', *rng.choices(VOCAB, k=max(count - 2, 0)), '"}']
@@ -349,6 +366,81 @@ def _token_entry(token: str, logprob: float, as_ids: bool) -> dict[str, Any]:
     return {"token": token, "logprob": logprob, "bytes": list(data)}
 
 
+# --- realistic task lists (opt-in) ------------------------------------------------------------
+
+_VERBS = (
+    "Explain", "Describe", "Summarize", "Compare", "List", "Write", "Outline", "Classify",
+    "Rewrite", "Suggest", "Evaluate", "Identify", "Propose", "Estimate", "Design", "Draft",
+    "Define", "Predict", "Analyze", "Recommend", "Translate", "Critique", "Plan", "Justify",
+)  # fmt: skip
+_FUNCTION_WORDS = ("the", "a", "of", "for", "with", "and", "in", "to", "about", "how", "why",
+                   "between", "from", "each", "two", "three", "short", "simple")  # fmt: skip
+_SYLLABLES = tuple(c + v for c in _CONSONANTS for v in _VOWELS)  # 70
+# made-up words that happen to be real words a curation filter looks for
+_AVOID = frozenset({"file", "go", "to", "map", "image", "video", "audio", "music", "draw", "plot"})
+_TASKS_PROMPT = re.compile(r"exactly (\d+) tasks")
+
+
+def _word(rng: random.Random) -> str:
+    """A made-up word of 2-3 syllables (70**2 + 70**3 = 347,900 of them)."""
+    while True:
+        word = "".join(rng.choices(_SYLLABLES, k=rng.randint(2, 3)))
+        if word not in _AVOID:
+            return word
+
+
+def _words(rng: random.Random, count: int) -> list[str]:
+    """Made-up content words with a function word now and then."""
+    return [
+        rng.choice(_FUNCTION_WORDS) if rng.random() < 0.25 else _word(rng) for _ in range(count)
+    ]
+
+
+def realistic_instruction(rng: random.Random) -> str:
+    """An instruction-like sentence of 8-16 words: a verb, then mostly made-up words."""
+    words = [rng.choice(_VERBS), *_words(rng, rng.randint(7, 15))]
+    return " ".join(words) + rng.choice(".?")
+
+
+class RealisticTasks:
+    """Fills a ``tasks`` schema with diverse instruction-like tasks (``--realistic``)."""
+
+    def __init__(self, dup_fraction: float = 0.0) -> None:
+        self.dup_fraction = dup_fraction
+        self.recent: deque[str] = deque(maxlen=2000)
+
+    @staticmethod
+    def wants(schema: Mapping[str, Any]) -> bool:
+        """True for a schema whose ``tasks`` property is an array of objects."""
+        tasks = (schema.get("properties") or {}).get("tasks") or {}
+        return tasks.get("type") == "array" and isinstance(tasks.get("items"), Mapping)
+
+    def fill(self, schema: Mapping[str, Any], body: Mapping[str, Any], rng: random.Random) -> Any:
+        """``{"tasks": [...]}`` with as many tasks as the prompt asks for."""
+        array = schema["properties"]["tasks"]
+        messages = body.get("messages") or []
+        found = _TASKS_PROMPT.search(str(messages[-1].get("content", ""))) if messages else None
+        count = int(found.group(1)) if found else 10
+        count = max(int(array.get("minItems", 1)), min(count, int(array.get("maxItems", count))))
+        fields = (array["items"].get("properties") or {}).keys()
+        return {"tasks": [self._task(fields, rng) for _ in range(count)]}
+
+    def _task(self, fields: Any, rng: random.Random) -> dict[str, str]:
+        if self.recent and rng.random() < self.dup_fraction:
+            words = rng.choice(self.recent).split()
+            words[rng.randrange(1, len(words))] = _word(rng)  # one word changed: ROUGE-L >= 0.87
+            instruction = " ".join(words)
+        else:
+            instruction = realistic_instruction(rng)
+            self.recent.append(instruction)
+        task = {"instruction": instruction}
+        if "input" in fields:
+            task["input"] = " ".join(_words(rng, rng.randint(10, 30))) if rng.random() < 0.3 else ""
+        if "output" in fields:
+            task["output"] = " ".join(_words(rng, rng.randint(20, 60))).capitalize() + "."
+        return task
+
+
 # --- the server -------------------------------------------------------------------------------
 
 
@@ -370,6 +462,7 @@ class Emulator:
         self.stats = Stats()
         self.slots = asyncio.Semaphore(config.max_in_flight)
         self.counter = itertools.count()
+        self.realistic = RealisticTasks(config.realistic_dup_fraction) if config.realistic else None
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -470,7 +563,7 @@ class Emulator:
         completion_tokens = 0
         for index in range(int(body.get("n") or 1)):
             rng = random.Random(base ^ (self.config.seed << 8) ^ index)
-            tokens = _tokens_for(body, rng, count)
+            tokens = _tokens_for(body, rng, count, self.realistic)
             completion_tokens += len(tokens)
             choices.append(
                 {
@@ -545,6 +638,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-key", default=None, help="require this bearer key")
     parser.add_argument("--hang-s", type=float, default=3600.0, help="length of a hang fault")
     parser.add_argument("--faults", default=None, help="faults as JSON (see module docstring)")
+    parser.add_argument(
+        "--realistic", action="store_true", help="diverse instruction-like tasks for task lists"
+    )
+    parser.add_argument(
+        "--realistic-dup-fraction", type=float, default=0.0,
+        help="with --realistic: share of tasks that near-copy an earlier one",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         args.faults = Faults.parse(orjson.loads(args.faults), args.seed) if args.faults else None
@@ -564,6 +664,8 @@ async def serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         api_key=args.api_key,
         hang_s=args.hang_s,
+        realistic=args.realistic,
+        realistic_dup_fraction=args.realistic_dup_fraction,
     )
     emulator = Emulator(config, args.faults)
     stop = asyncio.Event()
