@@ -42,7 +42,7 @@ class TeacherSettings(BaseModel):
     api_key: SecretStr | None = Field(
         None, description="bearer key for the OpenAI-compatible server"
     )
-    max_concurrency: int = Field(64, ge=1, le=4096, description="requests in flight at most")
+    max_concurrency: int = Field(256, ge=1, le=4096, description="requests in flight at most")
     request_timeout_s: float = Field(300.0, gt=0, description="per-request timeout, seconds")
     max_retries: int = Field(5, ge=0, le=50, description="retries of 429/5xx/timeouts per request")
     # in-process vLLM
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(
         2.0, gt=0, description="idle workers look for tasks this often (LISTEN/NOTIFY wakes sooner)"
     )
-    worker_concurrency: int = Field(4, ge=1, le=1024, description="tasks one worker runs at once")
+    worker_concurrency: int = Field(8, ge=1, le=1024, description="tasks one worker runs at once")
     retry_base_seconds: float = Field(
         2.0, ge=0, description="backoff before the first retry of a failed task (doubles each try)"
     )

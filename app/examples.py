@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Insert, select
+from sqlalchemy import Insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,7 @@ from app.schemas import ExampleIn
 
 MAX_REPORTED_ERRORS = 20
 INSERT_CHUNK = 1000
+ANALYZE_AFTER = 1000  # rows inserted by one upload
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
 
 
@@ -193,6 +194,10 @@ async def add_seeds(
     for start in range(0, len(rows), INSERT_CHUNK):
         result = await session.execute(stmt, rows[start : start + INSERT_CHUNK])
         inserted += len(result.all())
+    if inserted >= ANALYZE_AFTER and session.bind.dialect.name == "postgresql":
+        # fresh statistics now, not when autovacuum gets to it: without them the planner scans
+        # the whole dataset for the workers' first lookups by id and content hash
+        await session.execute(text("ANALYZE examples"))
     return inserted, len(examples) - inserted
 
 

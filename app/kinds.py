@@ -65,7 +65,7 @@ class ExpansionParams(_Params):
         True, description="answer the kept tasks in a second call without demonstrations"
     )
     parallel_rounds: int = Field(
-        1, ge=1, le=64, description="rounds in flight at once (several workers share a job)"
+        4, ge=1, le=64, description="rounds in flight at once (several workers share a job)"
     )
     similarity_threshold: float = Field(0.7, gt=0, le=1, description="ROUGE-L near-dup cut")
     filters: list[FilterName] | None = Field(None, description="curation steps for new tasks")

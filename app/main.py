@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import app
@@ -106,6 +107,15 @@ def _add_error_handlers(api: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         return _envelope(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @api.exception_handler(SQLAlchemyTimeoutError)
+    async def pool_exhausted(_request: Request, _exc: SQLAlchemyTimeoutError) -> JSONResponse:
+        return _envelope(
+            503,
+            "unavailable",
+            "the server is busy (no database connection free); retry shortly",
+            headers={"Retry-After": "1"},
+        )
 
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -477,6 +477,9 @@ async def complete_task(
         await session.execute(
             select(Dataset.id).where(Dataset.id == task.dataset_id).with_for_update()
         )
+    # taken after the dataset lock: rows' created_at is then close to their commit, which the
+    # commit-time near-duplicate recheck of parallel rounds relies on
+    now = utcnow()
     if outcome.examples and outcome.recheck is not None and outcome.recheck_since is not None:
         await _recheck(session, task.dataset_id, task_id, outcome)
     cap = outcome.max_accepted

@@ -67,7 +67,8 @@ async def test_expansion_job_starts_one_round(
     job = response.json()
     assert job["progress"]["total"] == 300
     assert job["params"]["two_stage"] is True
-    assert await task_payloads(database, job["id"]) == [{"round": 0}]
+    # one chain of rounds per lane (parallel_rounds, default 4)
+    assert await task_payloads(database, job["id"]) == [{"round": i} for i in range(4)]
 
 
 def test_job_validation(client: httpx.Client, dataset: dict) -> None:

@@ -537,10 +537,14 @@ class _Context:
 
     async def fetch_examples(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         wanted = [uuid.UUID(str(i)) for i in ids]
-        stmt = select(*_EXAMPLE_COLUMNS).where(
-            Example.dataset_id == self._claimed.dataset_id, Example.id.in_(wanted)
-        )
-        by_id = {row.id: _example_dict(row) for row in await self._read(stmt)}
+        # by primary key only (a dataset filter in SQL lets the planner pick a dataset scan on
+        # freshly loaded tables); the dataset is checked here
+        stmt = select(*_EXAMPLE_COLUMNS, Example.dataset_id).where(Example.id.in_(wanted))
+        by_id = {
+            row.id: _example_dict(row)
+            for row in await self._read(stmt)
+            if row.dataset_id == self._claimed.dataset_id
+        }
         return [by_id[i] for i in wanted if i in by_id]
 
     async def dataset_pool(self) -> list[tuple[str, bytes | None]]:

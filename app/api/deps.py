@@ -14,15 +14,15 @@ from app.models import DEFAULT_TENANT_ID
 from app.state import AppState, Database
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.distillery  # type: ignore[no-any-return]
 
 
-def get_db(state: Annotated[AppState, Depends(get_state)]) -> Database:
+async def get_db(state: Annotated[AppState, Depends(get_state)]) -> Database:
     return state.db
 
 
-def get_settings(state: Annotated[AppState, Depends(get_state)]) -> Settings:
+async def get_settings(state: Annotated[AppState, Depends(get_state)]) -> Settings:
     return state.settings
 
 

@@ -29,6 +29,7 @@ the job's lock, so rounds running at once on several workers never overshoot.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 from collections.abc import Callable, Sequence
@@ -52,7 +53,7 @@ PROPOSE_ID = "expansion/propose"
 ANSWER_ID = "expansion/answer"
 PROMPT_VERSION = "v1"
 OVER_TARGET = "over_target"
-RECHECK_MARGIN = dt.timedelta(seconds=120)
+RECHECK_MARGIN = dt.timedelta(seconds=10)  # commit-to-created_at gap and clock skew
 
 
 async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
@@ -101,8 +102,11 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     candidates, failed_calls = read_proposals(proposals, examples, propose_sampling.as_dict())
     dedup_config = dedup.DedupConfig(threshold=params["similarity_threshold"])
     snapshot = dt.datetime.now(dt.UTC)
-    index = dedup.NearDupIndex.from_rows(await ctx.dataset_pool(), dedup_config)
-    kept = curate_instructions(candidates, params.get("filters"), index)
+    pool = await ctx.dataset_pool()
+    # CPU-bound: off the event loop, so heartbeats and other tasks of the worker keep running
+    kept = await asyncio.to_thread(
+        curate_round, pool, candidates, params.get("filters"), dedup_config
+    )
     to_answer: list[tuple[Candidate, dict[str, Any]]] = []
     for candidate, rejection, meta in kept:
         if rejection is None and len(to_answer) >= remaining:
@@ -182,7 +186,7 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
         stop_reason=next_stop,
         max_accepted=remaining,
         recheck=recheck_against([(e.item_index, e.instruction) for e in accepted], dedup_config),
-        # rows a parallel round committed after our snapshot may carry a slightly earlier time
+        # rows a parallel round committed after our snapshot carry a time at most a little earlier
         recheck_since=snapshot - RECHECK_MARGIN,
         summary={
             "round": round_no,
@@ -259,6 +263,16 @@ def read_proposals(
             )
             candidates.append((candidate, {"call": call, "position": position}))
     return candidates, failed
+
+
+def curate_round(
+    pool: list[tuple[str, bytes | None]],
+    candidates: Sequence[tuple[Candidate, dict[str, Any]]],
+    names: Sequence[str] | None,
+    config: dedup.DedupConfig,
+) -> list[tuple[Candidate, Rejection | None, dict[str, Any]]]:
+    """The round's curation against the dataset's pool (seeds and accepted examples)."""
+    return curate_instructions(candidates, names, dedup.NearDupIndex.from_rows(pool, config))
 
 
 def curate_instructions(
