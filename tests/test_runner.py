@@ -269,7 +269,9 @@ async def test_cancel_stops_a_running_job_within_seconds(
                 return (await job_row(db, job_id)).completed >= 20
 
             await until(some_done)
-            response = client.post(f"/v1/jobs/{job_id}/cancel")
+            # in a thread: a blocking call here would stop the runner (same event loop) while it
+            # may hold SQLite's write lock, which the cancel needs
+            response = await asyncio.to_thread(client.post, f"/v1/jobs/{job_id}/cancel")
             assert response.status_code == 202 and response.json()["cancel_requested"] is True
             # within 5 s (the job alone needs ~8 s more), see the status asserted below
             await until(status_is(db, job_id, "cancelled", "succeeded", "failed"), 5)
