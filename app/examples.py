@@ -173,10 +173,11 @@ def seed_row(dataset_id: uuid.UUID, ex: ExampleIn) -> dict[str, Any]:
     }
 
 
-def insert_ignoring_duplicates(dialect: str) -> Insert:
-    """INSERT INTO examples ... ON CONFLICT (dataset_id, dedup_key) DO NOTHING, for the dialect."""
+def insert_ignoring_conflicts(dialect: str) -> Insert:
+    """INSERT INTO examples ... ON CONFLICT DO NOTHING, for the dialect: a row that hits a unique
+    key, (dataset, content hash) or (task, item index), is skipped (and not RETURNed)."""
     module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(Example).on_conflict_do_nothing(index_elements=["dataset_id", "dedup_key"])
+    return module.insert(Example).on_conflict_do_nothing()
 
 
 async def add_seeds(
@@ -189,7 +190,7 @@ async def add_seeds(
         if row["content_hash"] not in seen:
             seen.add(row["content_hash"])
             rows.append(row)
-    stmt = insert_ignoring_duplicates(session.bind.dialect.name).returning(Example.id)
+    stmt = insert_ignoring_conflicts(session.bind.dialect.name).returning(Example.id)
     inserted = 0
     for start in range(0, len(rows), INSERT_CHUNK):
         result = await session.execute(stmt, rows[start : start + INSERT_CHUNK])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -33,12 +33,10 @@ DEFAULT_TENANT_ID = uuid.UUID("00000000-0000-7000-8000-000000000001")
 
 Origin = Literal["seed", "generated"]
 ExampleStatus = Literal["accepted", "rejected", "pending"]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # tasks' too
 
-ORIGINS: tuple[str, ...] = ("seed", "generated")
-EXAMPLE_STATUSES: tuple[str, ...] = ("accepted", "rejected", "pending")
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+ORIGINS: tuple[str, ...] = get_args(Origin)
+EXAMPLE_STATUSES: tuple[str, ...] = get_args(ExampleStatus)
 TERMINAL_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
 
 

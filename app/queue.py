@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import and_, func, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import JobNotCancellable
+from app.examples import insert_ignoring_conflicts
 from app.hashing import content_hash
 from app.ids import uuid7
 from app.models import TERMINAL_STATUSES, Dataset, Example, Job, Task, TaskEvent
@@ -947,12 +947,6 @@ async def _add_followups(
     return len(rows)
 
 
-def _insert_ignoring_conflicts(dialect: str) -> Any:
-    module = postgresql if dialect == "postgresql" else sqlite
-    # no target: skips rows that hit either unique key (task, item index) or (dataset, hash)
-    return module.insert(Example).on_conflict_do_nothing()
-
-
 def _duplicate(row: dict[str, Any]) -> None:
     row["status"] = "rejected"
     row["reject_reason"] = "duplicate"
@@ -1087,7 +1081,7 @@ async def _write_examples(
             row["reject_detail"] = "the job's target was reached"
             row["dedup_key"] = None
             counts["over_target"] += 1
-    stmt = _insert_ignoring_conflicts(_dialect(session)).returning(
+    stmt = insert_ignoring_conflicts(_dialect(session)).returning(
         Example.item_index, Example.status
     )
     written: dict[int, str] = {}

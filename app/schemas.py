@@ -10,12 +10,10 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.kinds import ExpansionParams, LabelingParams, TeacherSpec
+from app.models import JobStatus
 
 T = TypeVar("T")
 
-Origin = Literal["seed", "generated"]
-ExampleStatus = Literal["accepted", "rejected", "pending"]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ExportFormat = Literal["alpaca", "messages", "sharegpt"]
 
 

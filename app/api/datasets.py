@@ -10,13 +10,12 @@ from fastapi import APIRouter, Query, Request
 from app import datasets, examples
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
+from app.models import ExampleStatus, Origin
 from app.schemas import (
     Cursor,
     DatasetCreate,
     DatasetRead,
     ExampleRead,
-    ExampleStatus,
-    Origin,
     Page,
     SeedsResult,
     SeedsUpload,

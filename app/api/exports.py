@@ -11,7 +11,8 @@ from fastapi.responses import StreamingResponse
 from app import datasets, export
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
-from app.schemas import ExportFormat, Origin
+from app.models import Origin
+from app.schemas import ExportFormat
 
 router = APIRouter(prefix="/v1/datasets", tags=["exports"], responses=ERRORS)
 

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from app import jobs, reports
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
-from app.schemas import Cursor, JobCreate, JobRead, JobReport, JobStatus, Page
+from app.models import JobStatus
+from app.schemas import Cursor, JobCreate, JobRead, JobReport, Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 

@@ -92,10 +92,7 @@ def answer_example(
         )
     generation = result.generations[0]
     text = generation.text
-    usage = {
-        "prompt_tokens": result.usage.prompt_tokens,
-        "completion_tokens": result.usage.completion_tokens,
-    }
+    usage = usage_of(result)
     candidate = Candidate(
         instruction, input, text, raw=text, finish_reason=generation.finish_reason
     )
@@ -120,6 +117,14 @@ def answer_example(
 
 def _describe(error: TeacherError) -> str:
     return f"{type(error).__name__}: {error.message}"
+
+
+def usage_of(result: TeacherResult) -> dict[str, int]:
+    """The token usage of one result, as stored with its example."""
+    return {
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+    }
 
 
 def usage_totals(results: Sequence[TeacherResult]) -> tuple[int, int, float]:

@@ -36,13 +36,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from workers.curation import dedup, filters
-from workers.curation.types import TRUNCATED, UNPARSEABLE, Candidate, Rejection
+from workers.curation.types import EMPTY, TRUNCATED, UNPARSEABLE, Candidate, Rejection
 from workers.methods.base import ExampleOut, MethodContext, TaskInput, TaskOutcome
 from workers.methods.common import (
     answer_example,
     answer_messages,
+    curate_answer,
     raise_if_all_failed,
     sampling_from,
+    usage_of,
     usage_totals,
 )
 from workers.methods.parsing import parse_tasks, tasks_schema
@@ -248,7 +250,7 @@ def read_proposals(
                     prompt_id=PROPOSE_ID,
                     prompt_version=PROMPT_VERSION,
                     sampling=sampling,
-                    usage=_usage(result),
+                    usage=usage_of(result),
                     meta={"call": call},
                 )
             )
@@ -338,12 +340,10 @@ def single_stage(
     params: dict[str, Any],
     sampling: dict[str, Any],
 ) -> ExampleOut:
-    names = params.get("answer_filters")
-    steps = list(names) if names is not None else list(filters.ANSWER_FILTERS)
     rejection = (
-        Rejection("empty", "the proposal has no output")
+        Rejection(EMPTY, "the proposal has no output")
         if not candidate.output
-        else filters.apply_filters(candidate, steps, filters.FilterConfig())
+        else curate_answer(candidate, params.get("answer_filters"))
     )
     if rejection is not None:
         return rejected(index, candidate, rejection, meta, sampling)
@@ -358,10 +358,3 @@ def single_stage(
         sampling=sampling,
         meta=meta,
     )
-
-
-def _usage(result: TeacherResult) -> dict[str, int]:
-    return {
-        "prompt_tokens": result.usage.prompt_tokens,
-        "completion_tokens": result.usage.completion_tokens,
-    }
