@@ -1,4 +1,5 @@
-"""ORM tables: tenants, API keys, datasets, examples, skills, jobs, tasks and task events.
+"""ORM tables: tenants, API keys, datasets, examples, skills, jobs, tasks, task events, workers
+and benchmarks.
 
 Statuses and kinds are lowercase strings, frozen once stored. Ids are time-ordered UUIDs.
 """
@@ -134,6 +135,16 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     stop_reason: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # teacher availability (issue 10): retries by cause ("http_500", "timeout", "connection",
+    # "malformed" ...), the last teacher error, when the current outage began for this job, and
+    # the seconds of teacher unavailability spent from the job's budget
+    teacher_errors: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    last_teacher_error: Mapped[str | None] = mapped_column(Text)
+    teacher_down_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    teacher_wait_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    # the system prompt the job's teacher calls carried (the skill's, or the default), recorded by
+    # the first task that completes; exports add it with `system=true`
+    system_prompt: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = _created()
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -196,6 +207,10 @@ class Example(Base):
     that take part in uniqueness (accepted and pending) and is NULL for rejected candidates, so a
     rejected duplicate can be kept with its reason while (dataset, dedup_key) stays unique.
     ``(task_id, item_index)`` is unique so a redone task writes nothing twice.
+
+    One answer per prompt: a labeled example points at the example whose prompt it answers
+    (``source_id``); a relabel replaces the current answer, which keeps its row with
+    ``superseded_by`` set to its successor and leaves default exports.
     """
 
     __tablename__ = "examples"
@@ -204,6 +219,7 @@ class Example(Base):
         UniqueConstraint("task_id", "item_index"),
         Index(None, "dataset_id", "status", "id"),
         Index(None, "job_id", "status"),
+        Index(None, "source_id"),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -236,4 +252,61 @@ class Example(Base):
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # MinHash signature of the instruction for the near-duplicate index (curation)
     signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # the example whose prompt this one answers (labeling), and the answer that replaced this one
+    source_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    superseded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[dt.datetime] = _created()
+
+
+class Worker(Base):
+    """A live (or lately live) worker process: registered at start, refreshed by heartbeats."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    host: Mapped[str] = mapped_column(String(300), nullable=False, default="")
+    pid: Mapped[int | None] = mapped_column(Integer)
+    model: Mapped[str | None] = mapped_column(String(300))
+    backend: Mapped[str | None] = mapped_column(String(40))
+    kinds: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    concurrency: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    in_flight: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # "ok" or "down" (the worker's circuit breaker is open: the teacher does not answer)
+    teacher_state: Mapped[str] = mapped_column(String(20), nullable=False, default="ok")
+    teacher_down_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_teacher_error: Mapped[str | None] = mapped_column(Text)
+    last_teacher_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime] = _created()
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Benchmark(Base):
+    """A tenant's test set; jobs that name it reject candidates overlapping it (`contaminated`).
+
+    ``is_default``: applied to every job of the tenant without being named.
+    """
+
+    __tablename__ = "benchmarks"
+
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    items: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[dt.datetime] = _created()
+
+
+class BenchmarkItem(Base):
+    __tablename__ = "benchmark_items"
+    __table_args__ = (UniqueConstraint("benchmark_id", "idx"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    benchmark_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("benchmarks.id", ondelete="CASCADE"), nullable=False
+    )
+    idx: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
