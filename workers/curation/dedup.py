@@ -1,11 +1,12 @@
-"""Near-duplicate detection: Self-Instruct's ROUGE-L rule, exact, with a MinHash LSH prefilter.
+"""Near-duplicate detection: Self-Instruct's ROUGE-L rule, exact, with prefix-filter candidates.
 
 Self-Instruct (Wang et al. 2022, "Self-Instruct: Aligning Language Models with Self-Generated
 Instructions") keeps a machine-written instruction only if its ROUGE-L F-measure against every
 instruction already in the pool (the seeds and every accepted example) is below 0.7. Here a
 candidate is rejected as `near_duplicate` when that F-measure is >= `DedupConfig.threshold`
 (0.7; Self-Instruct's own script rejects only > 0.7), and as `duplicate` when it has exactly the
-words of a pool instruction (same text up to case and punctuation).
+words of a pool instruction (same text up to case and punctuation). The rejection's detail names
+the matched instruction (its pool position and its text, shortened) and the score.
 
 How:
 
@@ -16,34 +17,41 @@ How:
   longer one by a 63-bit hash. Each distinct word gets an id, and a text becomes a string with
   one code point per word, so rapidfuzz's `LCSseq` computes the longest common subsequence in
   C++: F = 2 * LCS / (m + n), `rouge_score`'s fmeasure (tests compare the two on random pairs).
-- Pools up to `lsh_min_pool` texts are compared exhaustively (rapidfuzz `process.cdist`).
-- Larger pools use MinHash LSH for candidates and exact ROUGE-L on those only. The MinHash is
-  datasketch's "affine32" scheme (fmix32 pre-mix, h -> a*h + b mod 2^32, datasketch's permutation
-  parameters for the seed) over word n-gram shingles, computed vectorised with numpy; the LSH
-  table is one sorted array per band (numpy `searchsorted`). datasketch's own objects cost
-  ~50 us per text each for `MinHash.bulk` and `MinHashLSH.insert` (shared/NOTES-STACK.md,
-  section 4), too slow for a million texts a minute. Unigram shingles are the default:
-  ROUGE-L >= 0.7 implies that the two word multisets overlap by >= 54 % (LCS <= overlap), while
-  such pairs may share almost no bigrams.
-- Between the two, a count sketch of the words (32 hashed buckets per text) bounds the LCS from
-  above, sum_k min(count_a[k], count_b[k]); candidate pairs that cannot reach the threshold are
-  dropped before the LCS.
+- Candidates come from prefix filtering (Bayardo et al. 2007, "Scaling up all pairs similarity
+  search"; Xiao et al. 2008, PPJoin's positional filter; Wang et al. 2012, the l-prefix scheme),
+  which misses no pair at or above the threshold:
+  F >= t needs LCS >= t(m+n)/2, and LCS <= O, the overlap of the two word multisets (each
+  occurrence of a word is its own element: ("the", 0), ("the", 1), ...). So O >= a(m, n) =
+  ceil(t(m+n)/2), and since n >= t*m/(2-t) then, O >= amin(m) = ceil(t*m/(2-t)). With every
+  text's elements sorted in one global order (rarest first), two texts with O >= a share their
+  first two common elements inside both texts' first m - amin(m) + 2 elements. Each text gets a
+  key per pair of elements in that prefix (a hash of the two); texts meet only in a key's group.
+  In the group of key (x, y), where y is element j (0-based) of a text of m words, at most
+  2 + (m - j - 1) elements are common (x, y and what follows y), so a pair is kept only if
+  2 + min(m-j-1, n-k-1) >= a(m, n), i.e. n <= cap = floor(2(m - j + 1)/t - m) on each side.
+  The table holds, per key group, the entries sorted by length and by cap, so each new entry
+  walks only the shorter of its two compatible ranges. Texts so short that one common word can
+  reach the threshold (m + n <= 2/t) get single-element keys as well.
+- The candidate pairs get the exact ROUGE-L (rapidfuzz `cpdist`); the rejections are true
+  matches, and no match is missed (tests compare with an exhaustive scan).
 
-Persistence: `signatures(texts)` gives each text's LSH band keys (4 + 4 * num_bands bytes), which
-the runner stores with the example; `NearDupIndex.from_rows` rebuilds an index from
-(text, signature) rows without hashing again (texts are still split into words: the exact check
-needs them). A signature made with other LSH parameters has another tag and is recomputed.
-Known limit: a candidate pair sharing no band is not compared, so recall against the exhaustive
-rule is below 1 on large pools (measured in bench/dedup.py, see docs/curation.md).
+Cost: a text of m words gets about ((1-t) m / (2-t) + 2)^2 / 2 keys (55 for 20 words at 0.7,
+~2,500 for 150, the length filter's cap on instructions): fine for instructions, heavy for texts
+of thousands of words.
+
+The global order is each element's document frequency at the time it was first indexed (then
+frozen, so that every stored key stays valid; a word first seen later counts as rare, which only
+costs candidates, never recall). `NearDupIndex.from_rows` builds the table from the texts alone:
+nothing needs to be stored per example. The table is a few sorted runs (merged when two reach a
+similar size), so adding a batch costs O(batch), amortised.
 """
 
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from rapidfuzz import process
@@ -55,9 +63,9 @@ __all__ = [
     "DedupConfig",
     "NearDupIndex",
     "dedupe_batch",
+    "dedupe_batch_matches",
     "rouge_l",
-    "signature",
-    "signatures",
+    "shorten",
     "tokenize",
 ]
 
@@ -68,29 +76,26 @@ _WORD_BYTES: Final = bytes(
 )
 _BYTE_MASKS: Final = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], np.uint64)
 _LONG_WORD: Final = np.uint64(1 << 63)
-_SIGNATURE_VERSION: Final = 1
-_SKETCH_SIZE: Final = 32  # buckets of the word count sketch (a power of two)
 _MAX_CODE_POINT: Final = 0x10FFFF  # word ids up to this are one character of a str
-_EPS: Final = 1e-9  # slack for float rounding when pruning by an upper bound
-_CHUNK: Final = 100_000  # texts per step of dedupe_batch
+_EPS: Final = 1e-6  # slack for float rounding in the bounds (only ever admits more candidates)
+_CHUNK: Final = 100_000  # texts per step of dedupe_batch and of building the table
+_BLOCK: Final = 2_048  # batch rows decided together (see `_batch_matches`)
+_STEP: Final = 1 << 20  # key entries per step of a table walk (bounds memory)
+_OCCURRENCE_BITS: Final = 24  # element = word id << 24 | occurrence of the word in its text
+_LEN_BITS: Final = 16  # table sort key: top 48 bits of the key's hash, then length or cap
+_LEN_MAX: Final = (1 << _LEN_BITS) - 1
+_SINGLE: Final = np.uint64(0xFFFFFFFF)  # second half of a single-element key
+_DOC_BITS: Final = 17  # texts per `_Order.elements` call: at most 2^17 (> _CHUNK)
+_DETAIL_CHARS: Final = 80  # of the matched text, in a rejection's detail
 
 
 @dataclass(frozen=True, slots=True)
 class DedupConfig:
-    """Knobs of the near-duplicate check; defaults from Self-Instruct and bench/dedup.py."""
+    """Knobs of the near-duplicate check."""
 
     threshold: float = 0.7  # reject when ROUGE-L F >= threshold
-    lsh_min_pool: int = 20_000  # pool (+ batch) above this: LSH candidates, not a full scan
-    num_bands: int = 40  # LSH bands; num_bands * band_rows MinHash permutations
-    band_rows: int = 7  # MinHash values per band
-    ngram: int = 1  # word n-gram size of the shingles (1 = words)
-    seed: int = 1  # permutation seed, as datasketch's `MinHash(seed=...)`
-    max_bucket: int = 1_000  # per band, a text meets at most this many earlier bucket members
+    scan_max_pool: int = 20_000  # max_similarity: a full scan up to this pool size (exact best)
     workers: int = -1  # rapidfuzz threads (-1: all cores)
-
-    @property
-    def num_perm(self) -> int:
-        return self.num_bands * self.band_rows
 
 
 # ---------------------------------------------------------------------------- reference
@@ -179,7 +184,7 @@ class _Vocabulary:
         """Ids of `keys`, giving new words the next ids."""
         if keys.size == 0:
             return np.empty(0, np.int64)
-        distinct = np.unique(keys)
+        distinct = _unique(keys)
         at = np.searchsorted(self.keys, distinct)
         known = at < len(self.keys)
         known[known] = self.keys[at[known]] == distinct[known]
@@ -220,203 +225,179 @@ def _doc_key(doc: str | list[int]) -> str | tuple[int, ...]:
     return doc if isinstance(doc, str) else tuple(doc)
 
 
-# ---------------------------------------------------------------------------- MinHash
+# ---------------------------------------------------------------------------- prefix keys
 
 
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer (datasketch's pre-mix in the affine32 scheme)."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+class _Order:
+    """Elements (a word and its occurrence in a text) as dense ids, and the global order.
 
-
-def _permutations(config: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's `MinHash(num_perm, seed, scheme="affine32").permutations`."""
-    gen = np.random.RandomState(config.seed)
-    a = gen.randint(0, 1 << 31, config.num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
-    b = gen.randint(0, 1 << 32, config.num_perm, dtype=np.uint32)
-    return a, b
-
-
-def _shingle_hashes(
-    word_hashes: np.ndarray, lens: np.ndarray, ngram: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """32-bit hashes of the word n-grams of texts with `lens` words (all > 0), and shingle counts.
-
-    The hash of a word is the top half of its 64-bit hash; of an n-gram, the top half of a
-    splitmix64 of the words' hashes combined. A text shorter than `ngram` has one shingle.
+    An element's place (its rank) is its document frequency when first seen, on a log scale
+    (15 bits, rarest first), then its id (32 bits): frozen once given, so that the keys stored
+    in the table stay valid.
     """
-    if ngram == 1:
-        return (word_hashes >> np.uint64(32)).astype(np.uint32), lens
-    counts = np.maximum(lens - ngram + 1, 1)
-    offsets = np.concatenate(([0], np.cumsum(lens)))
-    doc = np.repeat(np.arange(len(lens)), counts)
-    pos = offsets[:-1][doc] + _offsets_within(counts)
-    end = offsets[1:][doc]
-    h = np.zeros(len(pos), np.uint64)
-    for k in range(ngram):
-        inside = pos + k < end
-        word = word_hashes[np.minimum(pos + k, len(word_hashes) - 1)]
-        h = np.where(inside, h * np.uint64(0x9E3779B97F4A7C15) + word, h)
-    return (_splitmix64(h) >> np.uint64(32)).astype(np.uint32), counts
+
+    def __init__(self) -> None:
+        self.ids = _Vocabulary()  # element key -> dense id
+        self.rank = np.empty(0, np.uint64)  # by element id
+
+    def elements(
+        self, enc: _Encoded, rows: np.ndarray, known: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Elements of texts `rows` of `enc` (at most 2^17), each text's in the global order
+        (flat), and the texts' lengths. `known` texts are indexed already (for frequencies)."""
+        assert len(rows) <= 1 << _DOC_BITS
+        lens = enc.lens[rows]
+        words = enc.ids[_ranges(enc.offsets[rows], lens)].astype(np.uint64)
+        doc = np.repeat(np.arange(len(rows), dtype=np.uint64), lens)
+        by_word = np.sort((doc << np.uint64(40)) | words)  # word ids stay below 2^40
+        first = np.ones(len(by_word), bool)
+        first[1:] = by_word[1:] != by_word[:-1]
+        starts = np.flatnonzero(first)
+        occurrence = np.arange(len(by_word)) - np.repeat(
+            starts, np.diff(np.append(starts, len(by_word)))
+        )
+        keys = ((by_word & np.uint64((1 << 40) - 1)) << np.uint64(_OCCURRENCE_BITS)) | np.minimum(
+            occurrence, (1 << _OCCURRENCE_BITS) - 1
+        ).astype(np.uint64)
+        before = len(self.ids)
+        elems = self.ids.lookup(keys)
+        fresh = len(self.ids) - before
+        if fresh:
+            count = np.bincount(elems[elems >= before] - before, minlength=fresh)
+            share = count / max(known + len(rows), 1)
+            place = np.clip(np.round(np.log2(share) * 400.0) + 32767, 0, 32767)
+            self.rank = np.concatenate(
+                (
+                    self.rank,
+                    (place.astype(np.uint64) << np.uint64(32))
+                    | np.arange(before, before + fresh, dtype=np.uint64),
+                )
+            )
+        doc = by_word >> np.uint64(40)
+        in_order = np.sort((doc << np.uint64(64 - _DOC_BITS)) | self.rank[elems])
+        ids = (in_order & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        return ids, lens
 
 
-def _minhash(h32: np.ndarray, counts: np.ndarray, config: DedupConfig) -> np.ndarray:
-    """MinHash values (texts x num_perm, uint32) of texts with `counts` shingles in `h32`.
+def _entries(
+    elems: np.ndarray, lens: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The prefix keys of texts (elements in the global order, flat): hash, text, cap.
 
-    Equal to datasketch's `MinHash(num_perm, seed, hashfunc=<those hashes>, scheme="affine32")`
-    hashvalues. Texts are grouped by shingle count so that the minimum is a reduction over a
-    regular axis (numpy's `reduceat` along rows is several times slower).
+    A text of m words with elements e_0 .. e_{m-1} gets (e_i, e_j) for i < j < m - amin(m) + 2,
+    cap floor(2(m - j + 1)/t - m); a very short text also (e_i, -) for i < m - amin(m) + 1,
+    cap floor(2(m - i)/t - m). See the module docstring.
     """
-    a, b = _permutations(config)
-    out = np.empty((len(counts), len(a)), np.uint32)
-    mixed = _fmix32(h32)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    for count in np.unique(counts).tolist():
-        docs = np.flatnonzero(counts == count)
-        step = max(1, (1 << 20) // (count * len(a)))  # ~4 MB of values per block
-        for lo in range(0, len(docs), step):
-            block = docs[lo : lo + step]
-            values = mixed[starts[block, None] + np.arange(count)][:, :, None] * a
-            values += b  # wraps mod 2^32, as in datasketch
-            out[block] = values.min(axis=1)
-    return out
+    t = threshold
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    amin = np.maximum(np.ceil(t * lens / (2.0 - t) - _EPS), 1).astype(np.int64)
+    per_j = np.maximum(np.minimum(lens, lens - amin + 2) - 1, 0)
+    text_j = np.repeat(np.arange(len(lens)), per_j)
+    j = 1 + _offsets_within(per_j)
+    text = np.repeat(text_j, j)
+    jj = np.repeat(j, j)
+    x = elems[starts[text] + _offsets_within(j)].astype(np.uint64)
+    y = elems[starts[text] + jj].astype(np.uint64)
+    m = lens[text]
+    pair_h = _splitmix64((x << np.uint64(32)) | y)
+    pair_cap = np.floor(2.0 * (m - jj + 1) / t - m + _EPS).astype(np.int64)
+
+    tiny = lens <= np.floor(2.0 / t - 1.0 + _EPS)
+    per_i = np.where(tiny, lens - amin + 1, 0)
+    text_i = np.repeat(np.arange(len(lens)), per_i)
+    i = _offsets_within(per_i)
+    m = lens[text_i]
+    single_h = _splitmix64((elems[starts[text_i] + i].astype(np.uint64) << np.uint64(32)) | _SINGLE)
+    single_cap = np.floor(2.0 * (m - i) / t - m + _EPS).astype(np.int64)
+    return (
+        np.concatenate((pair_h, single_h)),
+        np.concatenate((text, text_i)),
+        np.concatenate((pair_cap, single_cap)),
+    )
 
 
-def _band_keys(values: np.ndarray, config: DedupConfig) -> np.ndarray:
-    """One 32-bit key per band: a hash of the band's `band_rows` MinHash values."""
-    rows = values.reshape(len(values), config.num_bands, config.band_rows)
-    key = np.full(rows.shape[:2], config.band_rows, np.uint32)
-    for r in range(config.band_rows):
-        key = key * np.uint32(0x9E3779B1) + rows[:, :, r]
-    return _fmix32(key)
+@dataclass(slots=True)
+class _Run:
+    """Sorted key entries: (key group, length), with each entry's owner and cap.
 
-
-def _keys_of(
-    vocab: _Vocabulary, enc: _Encoded, rows: np.ndarray, config: DedupConfig
-) -> np.ndarray:
-    """Band keys (len(rows) x num_bands) of the texts `rows` of `enc`, which all have words."""
-    lens = enc.lens[rows]
-    ids = enc.ids[_ranges(enc.offsets[rows], lens)]
-    h32, counts = _shingle_hashes(vocab.hashes[ids], lens, config.ngram)
-    return _band_keys(_minhash(h32, counts, config), config)
-
-
-def _signature_tag(config: DedupConfig) -> bytes:
-    params = f"{_SIGNATURE_VERSION}:{config.seed}:{config.num_bands}:{config.band_rows}"
-    return zlib.crc32(f"{params}:{config.ngram}".encode()).to_bytes(4, "little")
-
-
-def signatures(texts: Sequence[str], config: DedupConfig | None = None) -> list[bytes]:
-    """What the runner stores per example: a tag of the LSH parameters, then the band keys.
-
-    4 + 4 * num_bands bytes (164 by default); only the tag for a text without words. The same
-    in every process and version of Python (words are hashed from their bytes).
+    A key group is the top 48 bits of the key's hash (a collision only merges two groups);
+    lengths and caps are clipped to 16 bits (which keeps every comparison between them right).
+    `owners` are pool positions, or batch rows while a batch is checked.
     """
-    config = config or DedupConfig()
-    vocab = _Vocabulary()
-    tag, size = _signature_tag(config), 4 * config.num_bands
-    out: list[bytes] = []
-    for lo in range(0, len(texts), _CHUNK):
-        enc = vocab.encode(texts[lo : lo + _CHUNK])
-        rows = np.flatnonzero(enc.lens > 0)
-        raw = _keys_of(vocab, enc, rows, config).astype("<u4").tobytes()
-        chunk = [tag] * len(enc.docs)
-        for row, k in enumerate(rows.tolist()):
-            chunk[k] = tag + raw[row * size : (row + 1) * size]
-        out += chunk
-    return out
 
+    keys: np.ndarray  # uint64, sorted: group | length
+    owners: np.ndarray  # int32
+    caps: np.ndarray  # uint16
 
-def signature(text: str, config: DedupConfig | None = None) -> bytes:
-    """`signatures` of one text."""
-    return signatures([text], config)[0]
+    @classmethod
+    def build(cls, h: np.ndarray, owners: np.ndarray, lens: np.ndarray, caps: np.ndarray) -> _Run:
+        keys = (h & ~np.uint64(_LEN_MAX)) | np.minimum(lens, _LEN_MAX).astype(np.uint64)
+        order = np.argsort(keys)
+        caps = np.clip(caps, 0, _LEN_MAX).astype(np.uint16)
+        return cls(keys[order], owners[order].astype(np.int32), caps[order])
 
+    def __len__(self) -> int:
+        return len(self.keys)
 
-def _stored_keys(
-    sigs: Sequence[bytes | None], config: DedupConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """Band keys parsed from signatures, and which of them were usable (right tag and size)."""
-    tag, size = _signature_tag(config), 4 + 4 * config.num_bands
-    usable = np.array([s is not None and len(s) == size and s[:4] == tag for s in sigs], bool)
-    keys = np.empty((len(sigs), config.num_bands), np.uint32)
-    if usable.any():
-        raw = b"".join(s[4:] for s, ok in zip(sigs, usable, strict=True) if ok and s)
-        keys[usable] = np.frombuffer(raw, "<u4").reshape(-1, config.num_bands)
-    return keys, usable
+    def subset(self, keep: np.ndarray, owners: np.ndarray) -> _Run:
+        """The entries whose owner is kept (`keep[owner]`), renamed `owners[owner]`."""
+        a = keep[self.owners]
+        return _Run(self.keys[a], owners[self.owners[a]].astype(np.int32), self.caps[a])
 
+    def merge(self, other: _Run) -> _Run:
+        """One run of both: `other`'s entries placed after this run's equal keys."""
+        at = np.searchsorted(self.keys, other.keys, "right") + np.arange(len(other))
+        mine = np.ones(len(self) + len(other), bool)
+        mine[at] = False
+        parts = []
+        for a, b in ((self.keys, other.keys), (self.owners, other.owners), (self.caps, other.caps)):
+            merged = np.empty(len(mine), a.dtype)
+            merged[at], merged[mine] = b, a
+            parts.append(merged)
+        return _Run(*parts)
 
-# ---------------------------------------------------------------------------- LSH table
+    @classmethod
+    def merge_all(cls, runs: list[_Run]) -> _Run:
+        """One run of many (a stable sort of sorted runs merges them)."""
+        keys = np.concatenate([r.keys for r in runs])
+        order = np.argsort(keys, kind="stable")
+        return cls(
+            keys[order],
+            np.concatenate([r.owners for r in runs])[order],
+            np.concatenate([r.caps for r in runs])[order],
+        )
 
+    def pairs(self, queries: _Run, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, owner) for the entries of this run in each query's group that pass
+        the positional bound on both sides: length <= the query's cap, cap >= its length.
 
-class _Bands:
-    """The pool's LSH table: per band, its keys sorted, with the pool position of each."""
-
-    def __init__(self, num_bands: int) -> None:
-        self.keys = [np.empty(0, np.uint32) for _ in range(num_bands)]
-        self.ids = [np.empty(0, np.int32) for _ in range(num_bands)]
-
-    @staticmethod
-    def sort(keys: np.ndarray) -> list[np.ndarray]:
-        """Per band, the order of `keys` rows by key (stable: ties keep row order).
-
-        Sorting key << 32 | row as one uint64 is twice as fast as a stable argsort.
+        Each query (sorted by group, so each search starts near where the previous one ended)
+        walks the entries of its group with a length from the length bound (n >= t*m/(2-t))
+        up to its cap, and checks their caps.
         """
-        rows = np.arange(len(keys), dtype=np.uint64)
-        orders = []
-        for band in range(keys.shape[1]):
-            combined = (keys[:, band].astype(np.uint64) << np.uint64(32)) | rows
-            combined.sort()
-            orders.append((combined & np.uint64(0xFFFFFFFF)).astype(np.int64))
-        return orders
+        mask = np.uint64(_LEN_MAX)
+        out_queries, out_owners = [], []
+        for lo in range(0, len(queries), _STEP):
+            keys = queries.keys[lo : lo + _STEP]
+            group, m = keys & ~mask, (keys & mask).astype(np.int64)
+            shortest = np.ceil(threshold * m / (2.0 - threshold) - _EPS).astype(np.uint64)
+            start = np.searchsorted(self.keys, group | shortest, "left")
+            stop = np.searchsorted(self.keys, group | queries.caps[lo : lo + _STEP], "right")
+            count = np.maximum(stop - start, 0)
+            query = np.repeat(np.arange(lo, lo + len(keys)), count)
+            at = np.repeat(start, count) + _offsets_within(count)
+            ok = self.caps[at] >= m[query - lo]
+            out_queries.append(query[ok])
+            out_owners.append(self.owners[at[ok]])
+        return _concat(out_queries), _concat(out_owners)
 
-    def pool_pairs(
-        self, keys: np.ndarray, orders: list[np.ndarray], cap: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(row, pool position) pairs sharing a band key, at most `cap` newest per bucket."""
-        rows, pool = [], []
-        for band, order in enumerate(orders):
-            queries = keys[order, band]  # sorted: searchsorted walks the table in order
-            lo = np.searchsorted(self.keys[band], queries, side="left")
-            hi = np.searchsorted(self.keys[band], queries, side="right")
-            count = np.minimum(hi - lo, cap)
-            rows.append(np.repeat(order, count))
-            pool.append(self.ids[band][np.repeat(hi - count, count) + _offsets_within(count)])
-        return _concat(rows), _concat(pool)
 
-    @staticmethod
-    def batch_pairs(
-        keys: np.ndarray, orders: list[np.ndarray], cap: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(row, earlier row) pairs of one batch sharing a band key, <= `cap` per row and band."""
-        later, earlier = [], []
-        n = len(keys)
-        for band, order in enumerate(orders):
-            sorted_keys = keys[order, band]
-            first = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
-            before = np.arange(n) - np.repeat(first, np.diff(np.append(first, n)))
-            count = np.minimum(before, cap)
-            at = np.repeat(np.arange(n), count)
-            later.append(order[at])
-            earlier.append(order[at - 1 - _offsets_within(count)])
-        return _concat(later), _concat(earlier)
-
-    def insert(self, keys: np.ndarray, orders: list[np.ndarray], ids: np.ndarray) -> None:
-        """Merge rows of `keys` with pool positions `ids` (>= every current one; -1: skip)."""
-        for band, order in enumerate(orders):
-            order = order[ids[order] >= 0]
-            new_keys = keys[order, band]
-            at = np.searchsorted(self.keys[band], new_keys, side="right") + np.arange(len(order))
-            size = len(self.keys[band]) + len(order)
-            old = np.ones(size, bool)
-            old[at] = False
-            merged_keys = np.empty(size, np.uint32)
-            merged_ids = np.empty(size, np.int32)
-            merged_keys[at], merged_ids[at] = new_keys, ids[order]
-            merged_keys[old], merged_ids[old] = self.keys[band], self.ids[band]
-            self.keys[band], self.ids[band] = merged_keys, merged_ids
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (numpy 2's hash-based `np.unique` is ~20x slower on int64)."""
+    values = np.sort(values)
+    if values.size:
+        values = values[np.concatenate(([True], values[1:] != values[:-1]))]
+    return values
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
@@ -440,54 +421,54 @@ class NearDupIndex:
     """The pool of one dataset (seeds and accepted instructions), for the ROUGE-L check.
 
     Plain in-memory state (lists, dicts, numpy arrays): picklable, and rebuilt after a restart
-    with `from_rows`. Pool positions (`matched_index`, `#n` in rejection details) follow
-    insertion order. Adding is lazy: `add`/`add_many` queue texts, the next query indexes them
-    in one vectorised step.
+    with `from_rows`. Pool positions (`#n` in rejection details) follow insertion order. Adding
+    is lazy: `add`/`add_many` queue texts, the next query indexes them in one vectorised step.
     """
 
     def __init__(self, config: DedupConfig | None = None) -> None:
         self.config = config or DedupConfig()
         self._vocab = _Vocabulary()
+        self._order = _Order()
+        self._texts: list[str] = []
         self._docs: list[str | list[int]] = []
+        self._docs_array = np.empty(0, object)  # the first docs, for fancy indexing
         self._lens = np.empty(0, np.int64)
-        self._sketch = np.empty((0, _SKETCH_SIZE), np.uint8)
-        self._saturated = np.empty(0, bool)  # a sketch count reached 255: never pruned
         self._exact: dict[str | tuple[int, ...], int] = {}
-        self._bands = _Bands(self.config.num_bands)
-        self._pending: list[tuple[str, bytes | None]] = []
+        self._runs: list[_Run] = []
+        self._pending: list[str] = []
 
     @classmethod
     def from_rows(
-        cls, rows: Iterable[tuple[str, bytes | None]], config: DedupConfig | None = None
+        cls, rows: Iterable[str | tuple[str, Any]], config: DedupConfig | None = None
     ) -> NearDupIndex:
-        """Rebuild from stored (text, signature) rows; stale or missing signatures are redone."""
+        """An index of the texts of `rows`: texts, or tuples whose first item is the text (the
+        dataset pool's (instruction, signature) rows; the rest is not needed)."""
         index = cls(config)
-        index._pending.extend(rows)
+        index.add_many(r if isinstance(r, str) else r[0] for r in rows)
         index._flush()
         return index
 
     def __len__(self) -> int:
         return len(self._docs) + len(self._pending)
 
-    def add(self, text: str, signature: bytes | None = None) -> None:
+    def add(self, text: str) -> None:
         """Put `text` in the pool unchecked (seeds, or examples accepted elsewhere)."""
-        self._pending.append((text, signature))
+        self._pending.append(text)
 
-    def add_many(
-        self, texts: Iterable[str], signatures: Iterable[bytes | None] | None = None
-    ) -> None:
-        """Put `texts` in the pool unchecked; `signatures`, if given, align with `texts`."""
-        texts = list(texts)
-        sigs = [None] * len(texts) if signatures is None else list(signatures)
-        if len(sigs) != len(texts):
-            raise ValueError("signatures must align with texts")
-        self._pending.extend(zip(texts, sigs, strict=True))
+    def add_many(self, texts: Iterable[str]) -> None:
+        """Put `texts` in the pool unchecked."""
+        self._pending.extend(texts)
+
+    def text(self, position: int) -> str:
+        """The pool text at `position`."""
+        self._flush()
+        return self._texts[position]
 
     def max_similarity(self, text: str) -> tuple[float, int]:
         """Highest ROUGE-L F of `text` against the pool, and the pool position reaching it.
 
-        (0.0, -1) for an empty pool or a text without words. Beyond `lsh_min_pool` texts only
-        LSH candidates are compared, so a match the LSH misses is not seen.
+        (0.0, -1) for an empty pool or a text without words. Exact up to `scan_max_pool` texts;
+        beyond, exact for any match >= the threshold (below it, the best of the candidates).
         """
         self._flush()
         enc = self._vocab.encode([text])
@@ -496,15 +477,16 @@ class NearDupIndex:
             return 0.0, -1
         if (same := self._exact.get(_doc_key(doc))) is not None:
             return 1.0, same
-        if len(self._docs) <= self.config.lsh_min_pool:
+        if len(self._docs) <= self.config.scan_max_pool:
             pool = np.arange(len(self._docs))
         else:
-            keys = _keys_of(self._vocab, enc, np.array([0]), self.config)
-            found = self._bands.pool_pairs(keys, _Bands.sort(keys), self.config.max_bucket)[1]
-            pool = np.unique(found)
+            elems, lens = self._order.elements(enc, np.array([0]), len(self._docs))
+            h, row, caps = _entries(elems, lens, self.config.threshold)
+            probe = _Run.build(h, row, lens[row], caps)
+            pool = _unique(self._pool_pairs(probe)[1])
         if pool.size == 0:
             return 0.0, -1
-        choices = [self._docs[j] for j in pool.tolist()]
+        choices = self._docs_upto()[pool]
         lcs = process.cdist([doc], choices, scorer=LCSseq.similarity, dtype=np.int64)[0]
         scores = 2.0 * lcs / (m + self._lens[pool])
         best = int(np.argmax(scores))
@@ -518,128 +500,155 @@ class NearDupIndex:
         if match < 0 or score < self.config.threshold:
             return None
         if self._exact.get(_doc_key(self._vocab.encode([text]).docs[0])) == match:
-            return _duplicate(match)
-        return _near_duplicate(score, match)
+            return _duplicate(match, self._texts[match])
+        return _near_duplicate(score, match, self._texts[match])
 
     # -- internals ----------------------------------------------------------------------
 
-    def _keys(self, enc: _Encoded, rows: np.ndarray, sigs: Sequence[bytes | None]) -> np.ndarray:
-        """Band keys of texts `rows` (which have words): stored signatures, else computed."""
-        keys, usable = _stored_keys([sigs[k] for k in rows.tolist()], self.config)
-        if not usable.all():
-            keys[~usable] = _keys_of(self._vocab, enc, rows[~usable], self.config)
-        return keys
+    def _docs_upto(self) -> np.ndarray:
+        """`_docs` as an object array (extended as the pool grows)."""
+        have = len(self._docs_array)
+        if have < len(self._docs):
+            more = np.empty(len(self._docs) - have, object)
+            for k, doc in enumerate(self._docs[have:]):
+                more[k] = doc
+            self._docs_array = np.concatenate((self._docs_array, more))
+        return self._docs_array
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
+        runs = []
         for lo in range(0, len(pending), _CHUNK):
-            texts = [t for t, _ in pending[lo : lo + _CHUNK]]
-            sigs = [s for _, s in pending[lo : lo + _CHUNK]]
+            texts = pending[lo : lo + _CHUNK]
             enc = self._vocab.encode(texts)
             rows = np.flatnonzero(enc.lens > 0)
-            keys = self._keys(enc, rows, sigs)
-            self._append(enc, np.arange(len(texts)), rows, keys, _Bands.sort(keys))
+            elems, lens = self._order.elements(enc, rows, len(self._docs))
+            h, entry_row, caps = _entries(elems, lens, self.config.threshold)
+            owners = len(self._docs) + rows[entry_row]
+            self._append(texts, enc, np.arange(len(texts)))
+            runs.append(_Run.build(h, owners, lens[entry_row], caps))
+        if runs:
+            self._add_run(runs[0] if len(runs) == 1 else _Run.merge_all(runs))
 
-    def _append(
-        self,
-        enc: _Encoded,
-        take: np.ndarray,
-        rows: np.ndarray,
-        keys: np.ndarray,
-        orders: list[np.ndarray],
-    ) -> None:
-        """Append texts `take` of `enc` to the pool, in order.
-
-        `keys` (sorted per band by `orders`) belong to texts `rows` of `enc`; those not in `take`
-        are left out of the LSH table.
-        """
+    def _append(self, texts: Sequence[str], enc: _Encoded, take: np.ndarray) -> None:
+        """Append texts `take` of `enc` to the pool, in order (the table is `_add_run`'s)."""
         base = len(self._docs)
-        position = np.full(len(enc.docs), -1, np.int64)
-        position[take] = base + np.arange(len(take))
-        for k in take.tolist():
+        for position, k in enumerate(take.tolist(), start=base):
             if enc.lens[k]:
-                self._exact.setdefault(_doc_key(enc.docs[k]), int(position[k]))
+                self._exact.setdefault(_doc_key(enc.docs[k]), position)
             self._docs.append(enc.docs[k])
-        sketch, saturated = _sketches(self._vocab, enc, take)
+            self._texts.append(texts[k])
         self._lens = np.concatenate((self._lens, enc.lens[take]))
-        self._sketch = np.concatenate((self._sketch, sketch))
-        self._saturated = np.concatenate((self._saturated, saturated))
-        self._bands.insert(keys, orders, position[rows])
+
+    def _add_run(self, run: _Run) -> None:
+        """Add a run to the table; merge the newest runs while the older is < 2x the newer."""
+        if not len(run):
+            return
+        self._runs.append(run)
+        while len(self._runs) > 1 and len(self._runs[-2]) < 2 * len(self._runs[-1]):
+            newer = self._runs.pop()
+            self._runs[-1] = self._runs[-1].merge(newer)
+
+    def _pool_pairs(self, probe: _Run) -> tuple[np.ndarray, np.ndarray]:
+        """(owner in `probe`, pool position) of the candidate pairs of the probe's entries."""
+        rows, owners = [], []
+        for run in self._runs:
+            q, o = run.pairs(probe, self.config.threshold)
+            rows.append(probe.owners[q])
+            owners.append(o)
+        return _concat(rows), _concat(owners)
 
 
-def _sketches(vocab: _Vocabulary, enc: _Encoded, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per text of `rows`: its word counts in `_SKETCH_SIZE` hashed buckets, and saturation."""
-    lens = enc.lens[rows]
-    ids = enc.ids[_ranges(enc.offsets[rows], lens)]
-    bucket = (vocab.hashes[ids] & np.uint64(_SKETCH_SIZE - 1)).astype(np.int64)
-    cell = np.repeat(np.arange(len(rows)), lens) * _SKETCH_SIZE + bucket
-    counts = np.bincount(cell, minlength=len(rows) * _SKETCH_SIZE).reshape(-1, _SKETCH_SIZE)
-    return np.minimum(counts, 255).astype(np.uint8), (counts > 255).any(axis=1)
+def shorten(text: str) -> str:
+    """`text` on one line, cut to `_DETAIL_CHARS` characters: how a rejection detail quotes it."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _DETAIL_CHARS else flat[: _DETAIL_CHARS - 1] + "…"
 
 
-def _duplicate(match: int) -> Rejection:
-    return Rejection(DUPLICATE, f"same words as #{match}")
+def _duplicate(match: int, text: str) -> Rejection:
+    return Rejection(DUPLICATE, f'same words as #{match}: "{shorten(text)}"')
 
 
-def _near_duplicate(score: float, match: int) -> Rejection:
-    return Rejection(NEAR_DUPLICATE, f"rouge_l={score:.3f} with #{match}")
+def _near_duplicate(score: float, match: int, text: str) -> Rejection:
+    return Rejection(NEAR_DUPLICATE, f'rouge_l={score:.3f} with #{match}: "{shorten(text)}"')
 
 
 # ---------------------------------------------------------------------------- batches
 
 
-def dedupe_batch(
-    texts: Sequence[str],
-    index: NearDupIndex,
-    signatures: Sequence[bytes | None] | None = None,
-) -> list[Rejection | None]:
+def dedupe_batch(texts: Sequence[str], index: NearDupIndex) -> list[Rejection | None]:
     """Check `texts` in order against the pool and the earlier accepted texts of the batch.
 
     Accepted texts (result None) join `index` in order; a rejected one does not, so it cannot
-    reject later texts (Self-Instruct's sequential rule). `signatures`, if given (from
-    `signatures(texts)`, which the runner stores anyway), spare computing the MinHash. Large
-    batches are processed in chunks of `_CHUNK` texts, which bounds memory and changes nothing.
+    reject later texts (Self-Instruct's sequential rule). Large batches are processed in chunks
+    of `_CHUNK` texts, which bounds memory and changes nothing.
     """
-    n = len(texts)
-    sigs: Sequence[bytes | None] = [None] * n if signatures is None else signatures
-    if len(sigs) != n:
-        raise ValueError("signatures must align with texts")
+    return dedupe_batch_matches(texts, index)[0]
+
+
+def dedupe_batch_matches(
+    texts: Sequence[str], index: NearDupIndex
+) -> tuple[list[Rejection | None], list[int]]:
+    """`dedupe_batch`, and for each text the pool position of what rejected it (-1 if kept).
+
+    Texts of the batch that are kept get the positions `len(index)` (before the call) onwards,
+    in order, so a position at or past it names a text of the same batch.
+    """
     results: list[Rejection | None] = []
-    for lo in range(0, n, _CHUNK):
-        results += _dedupe_chunk(texts[lo : lo + _CHUNK], index, sigs[lo : lo + _CHUNK])
-    return results
+    matches: list[int] = []
+    for lo in range(0, len(texts), _CHUNK):
+        found, where = _dedupe_chunk(texts[lo : lo + _CHUNK], index)
+        results += found
+        matches += where
+    return results, matches
 
 
 def _dedupe_chunk(
-    texts: Sequence[str], index: NearDupIndex, sigs: Sequence[bytes | None]
-) -> list[Rejection | None]:
+    texts: Sequence[str], index: NearDupIndex
+) -> tuple[list[Rejection | None], list[int]]:
     index._flush()
+    cfg = index.config
     enc = index._vocab.encode(texts)
     results, live, copy_of = _exact_copies(enc, index)
+    matches = [-1] * len(texts)
+    for k, rejection in enumerate(results):
+        if rejection is not None:
+            matches[k] = index._exact[_doc_key(enc.docs[k])]
     rows = np.flatnonzero(live)
-    keys = index._keys(enc, rows, sigs)
-    orders = _Bands.sort(keys)
-    base = len(index._docs)
-    if base + len(rows) > index.config.lsh_min_pool:
-        pool_edges, batch_edges = _lsh_edges(index, enc, rows, keys, orders)
-    else:
-        pool_edges, batch_edges = _exhaustive_edges(index, enc, rows)
-    accepted, score, match, in_batch = _resolve(len(rows), pool_edges, batch_edges)
+    elems, lens = index._order.elements(enc, rows, len(index._docs))
+    h, entry_row, caps = _entries(elems, lens, cfg.threshold)
+    docs = np.empty(len(rows), object)
+    for r, k in enumerate(rows.tolist()):
+        docs[r] = enc.docs[k]
 
+    batch = _Run.build(h, entry_row, lens[entry_row], caps)
+    later, owners = index._pool_pairs(batch)
+    pool_edges = _verify(docs, lens, later, index._docs_upto(), index._lens, owners, cfg)
+    accepted, score, match = _pool_matches(len(rows), pool_edges)
+    q, earlier = batch.pairs(batch, cfg.threshold)
+    later = batch.owners[q]
+    in_batch = _batch_matches(docs, lens, later, earlier, accepted, score, match, cfg)
+
+    base = len(index._docs)
     keep = enc.lens == 0  # no words: ROUGE-L 0 against everything, always kept
     keep[rows[accepted]] = True
     position = base + np.cumsum(keep) - 1  # pool position of each kept text
     for r in np.flatnonzero(~accepted).tolist():
-        target = int(position[rows[match[r]]]) if in_batch[r] else int(match[r])
-        results[int(rows[r])] = _near_duplicate(float(score[r]), target)
+        if in_batch[r]:
+            k = int(rows[match[r]])
+            target, text = int(position[k]), texts[k]
+        else:
+            target = int(match[r])
+            text = index._texts[target]
+        results[int(rows[r])] = _near_duplicate(float(score[r]), target, text)
+        matches[int(rows[r])] = target
     for k, first in copy_of.items():
-        results[k] = results[first] or _duplicate(int(position[first]))
+        results[k] = results[first] or _duplicate(int(position[first]), texts[first])
+        matches[k] = matches[first] if results[first] else int(position[first])
 
-    remap = np.full(len(rows), -1, np.int64)
-    remap[accepted] = np.arange(int(accepted.sum()))
-    kept_orders = [remap[order[accepted[order]]] for order in orders]
-    index._append(enc, np.flatnonzero(keep), rows[accepted], keys[accepted], kept_orders)
-    return results
+    index._append(texts, enc, np.flatnonzero(keep))
+    index._add_run(batch.subset(accepted, position[rows]))
+    return results, matches
 
 
 def _exact_copies(
@@ -657,7 +666,7 @@ def _exact_copies(
     for k in np.flatnonzero(live).tolist():
         key = _doc_key(enc.docs[k])
         if (same := index._exact.get(key)) is not None:
-            results[k], live[k] = _duplicate(same), False
+            results[k], live[k] = _duplicate(same, index._texts[same]), False
         elif (first := first_seen.setdefault(key, k)) != k:
             copy_of[k], live[k] = first, False
     return results, live, copy_of
@@ -666,93 +675,11 @@ def _exact_copies(
 _Edges = np.ndarray  # 3 x k float64: row, target, ROUGE-L F (>= threshold)
 
 
-def _exhaustive_edges(
-    index: NearDupIndex, enc: _Encoded, rows: np.ndarray
-) -> tuple[_Edges, _Edges]:
-    """Matches of the batch rows against the whole pool and against earlier rows (cdist)."""
-    docs = [enc.docs[k] for k in rows.tolist()]
-    lens = enc.lens[rows]
-    step = max(1, (1 << 23) // max(1, len(index._docs) + len(docs)))
-    pool_parts, batch_parts = [], []
-    for lo in range(0, len(docs), step):
-        hi = min(lo + step, len(docs))
-        if index._docs:
-            pool_parts.append(
-                _matches(docs[lo:hi], lens[lo:hi], index._docs, index._lens, index.config, lo)
-            )
-        found = _matches(docs[lo:hi], lens[lo:hi], docs[:hi], lens[:hi], index.config, lo)
-        batch_parts.append(found[:, found[1] < found[0]])
-    return _stack(pool_parts), _stack(batch_parts)
-
-
-def _matches(
-    queries: Sequence[str | list[int]],
-    qlens: np.ndarray,
-    choices: Sequence[str | list[int]],
-    clens: np.ndarray,
-    config: DedupConfig,
-    first_row: int,
-) -> _Edges:
-    lcs = process.cdist(
-        queries, choices, scorer=LCSseq.similarity, dtype=np.int32, workers=config.workers
-    )
-    total = qlens[:, None] + clens[None, :]
-    scores = 2.0 * lcs / total  # every text here has words: total > 0
-    row, col = np.nonzero(scores >= config.threshold)
-    return np.stack((row + first_row, col, scores[row, col])).astype(np.float64)
-
-
-def _stack(parts: list[_Edges]) -> _Edges:
-    return np.concatenate(parts, axis=1) if parts else np.empty((3, 0))
-
-
-def _lsh_edges(
-    index: NearDupIndex,
-    enc: _Encoded,
-    rows: np.ndarray,
-    keys: np.ndarray,
-    orders: list[np.ndarray],
-) -> tuple[_Edges, _Edges]:
-    """Like `_exhaustive_edges`, for pairs that share an LSH band and pass the sketch bound."""
-    cfg = index.config
-    sketch, saturated = _sketches(index._vocab, enc, rows)
-    lens = enc.lens[rows]
-    docs = [enc.docs[k] for k in rows.tolist()]
-
-    pool_rows, pool = index._bands.pool_pairs(keys, orders, cfg.max_bucket)
-    later, earlier = _Bands.batch_pairs(keys, orders, cfg.max_bucket)
-    own = (sketch, saturated, lens)
-    pooled = (index._sketch, index._saturated, index._lens)
-    keep = _may_match(own, pool_rows, pooled, pool, cfg.threshold)
-    keep_batch = _may_match(own, later, own, earlier, cfg.threshold)
-    pool_edges = _verify(docs, lens, pool_rows[keep], index._docs, index._lens, pool[keep], cfg)
-    batch_edges = _verify(docs, lens, later[keep_batch], docs, lens, earlier[keep_batch], cfg)
-    return pool_edges, batch_edges
-
-
-def _may_match(
-    a: tuple[np.ndarray, np.ndarray, np.ndarray],
-    a_rows: np.ndarray,
-    b: tuple[np.ndarray, np.ndarray, np.ndarray],
-    b_rows: np.ndarray,
-    threshold: float,
-) -> np.ndarray:
-    """Pairs whose sketch bound on the LCS can reach `threshold` (a, b: sketch, saturated, lens)."""
-    keep = np.empty(len(a_rows), bool)
-    step = 1 << 20
-    for lo in range(0, len(a_rows), step):
-        x, y = a_rows[lo : lo + step], b_rows[lo : lo + step]
-        bound = np.minimum(a[0][x], b[0][y]).sum(axis=1, dtype=np.int64)
-        reach = 2.0 * bound >= threshold * (a[2][x] + b[2][y]) - _EPS
-        keep[lo : lo + step] = reach | a[1][x] | b[1][y]
-    return keep
-
-
 def _verify(
-    docs: Sequence[str | list[int]],
+    docs: np.ndarray,
     lens: np.ndarray,
     rows: np.ndarray,
-    target_docs: Sequence[str | list[int]],
+    target_docs: np.ndarray,
     target_lens: np.ndarray,
     targets: np.ndarray,
     config: DedupConfig,
@@ -761,11 +688,11 @@ def _verify(
     if rows.size == 0:
         return np.empty((3, 0))
     width = len(target_docs)
-    pairs = np.unique(rows * width + targets)
+    pairs = _unique(rows.astype(np.int64) * width + targets)
     rows, targets = pairs // width, pairs % width
     lcs = process.cpdist(
-        [docs[r] for r in rows.tolist()],
-        [target_docs[t] for t in targets.tolist()],
+        docs[rows],
+        target_docs[targets],
         scorer=LCSseq.similarity,
         dtype=np.int64,
         workers=config.workers,
@@ -775,36 +702,67 @@ def _verify(
     return np.stack((rows[hit], targets[hit], scores[hit])).astype(np.float64)
 
 
-def _resolve(
-    n: int, pool_edges: _Edges, batch_edges: _Edges
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Self-Instruct's sequential rule over the matches of `n` batch rows.
-
-    Pool edges target pool positions, batch edges earlier rows. A row is rejected by any pool
-    match, or by a match with an earlier row that was itself accepted. Returns `accepted`, and
-    for rejected rows the best such match: its score, its target, whether it is a batch row.
-    """
+def _pool_matches(n: int, pool_edges: _Edges) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of `n` batch rows no pool text rejects, and for the others their best match
+    (score, pool position)."""
     accepted = np.ones(n, bool)
     score = np.zeros(n)
     match = np.full(n, -1, np.int64)
-    in_batch = np.zeros(n, bool)
     if pool_edges.shape[1]:
         rows, targets, scores = pool_edges[:, _best_first(pool_edges)]
         first = np.concatenate(([True], rows[1:] != rows[:-1]))
         best = rows[first].astype(np.int64)
         accepted[best] = False
         score[best], match[best] = scores[first], targets[first].astype(np.int64)
-    rows, targets, scores = batch_edges[:, _best_first(batch_edges)]
-    for row, target, value in zip(
-        rows.astype(np.int64).tolist(),
-        targets.astype(np.int64).tolist(),
-        scores.tolist(),
-        strict=True,
-    ):
-        if accepted[row] and accepted[target]:  # target < row: decided already
-            accepted[row] = False
-            score[row], match[row], in_batch[row] = value, target, True
-    return accepted, score, match, in_batch
+    return accepted, score, match
+
+
+def _batch_matches(
+    docs: np.ndarray,
+    lens: np.ndarray,
+    later: np.ndarray,
+    earlier: np.ndarray,
+    accepted: np.ndarray,
+    score: np.ndarray,
+    match: np.ndarray,
+    config: DedupConfig,
+) -> np.ndarray:
+    """Self-Instruct's sequential rule over the candidate pairs (later, earlier) of the batch.
+
+    A row still `accepted` (no pool match) is rejected by its best exact match among earlier
+    rows that were themselves accepted. Rows are decided in blocks, in order, and a pair is only
+    verified when its earlier row is still accepted: a cluster of k mutual near duplicates
+    costs about k verifications, not k^2. Updates `accepted`, `score` and `match` (a batch row)
+    in place; returns which rows a batch row rejected.
+    """
+    n = len(accepted)
+    in_batch = np.zeros(n, bool)
+    before = earlier < later
+    codes = _unique(later[before].astype(np.int64) * max(n, 1) + earlier[before])
+    later, earlier = codes // max(n, 1), codes % max(n, 1)
+    live = accepted[later] & accepted[earlier]  # a pool match decided these already
+    later, earlier = later[live], earlier[live]
+    bounds = np.searchsorted(later, np.arange(0, n + _BLOCK, _BLOCK))
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if lo == hi:
+            continue
+        rows, targets = later[lo:hi], earlier[lo:hi]
+        still = accepted[targets]  # decided (earlier blocks) or undecided (this block)
+        edges = _verify(docs, lens, rows[still], docs, lens, targets[still], config)
+        if not edges.shape[1]:
+            continue
+        rows, targets, scores = edges[:, _best_first(edges)]
+        rows, targets = rows.astype(np.int64), targets.astype(np.int64)
+        starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+        ends = np.append(starts[1:], len(rows))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            row = int(rows[a])
+            ok = accepted[targets[a:b]]  # targets < row: decided by now
+            k = int(ok.argmax())
+            if ok[k]:
+                accepted[row] = False
+                score[row], match[row], in_batch[row] = scores[a + k], targets[a + k], True
+    return in_batch
 
 
 def _best_first(edges: _Edges) -> np.ndarray:
