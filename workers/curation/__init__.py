@@ -3,8 +3,8 @@
 Self-Instruct (Wang et al. 2022) keeps a machine-written instruction only if it passes simple
 heuristics and is not too similar (ROUGE-L >= 0.7) to any instruction already in the pool.
 This package holds those steps, plus answer-stage checks and decontamination. Nothing here
-touches the database or the network: the runner loads the state (the pool of a dataset, its
-stored signatures, benchmark texts) and passes it in.
+touches the database or the network: the runner loads the state (the pool of a dataset,
+benchmark texts) and passes it in.
 
 Steps, in the order a runner applies them, and the reason string each rejection carries
 (stable: stored with the example, counted in the job report):
@@ -14,15 +14,20 @@ Steps, in the order a runner applies them, and the reason string each rejection 
 - `filters.not_truncated` ................ `truncated` (finish_reason "length")
 - `filters.length` ....................... `too_short`, `too_long`
 - `filters.starts_with_text` ............. `bad_start`
-- `filters.blocklist` .................... `blocklist`
-- `filters.refusal` ...................... `refusal`
+- `filters.non_text` ..................... `non_text` (stems and phrases, `patterns`)
+- `filters.refusal` ...................... `refusal` (refusals, disclaimers, non-answers)
+- `filters.language` ..................... `wrong_language` (py3langid, `language`)
+- `filters.blocklist` (on request) ....... `blocklist` (Self-Instruct's word list)
 - `filters.output_repeats_input` ......... `repeats_input`
-- `decontamination.contaminated` ......... `contaminated`
+- `decontamination.check_candidate` ...... `contaminated`
 - `dedup.dedupe_batch` / `NearDupIndex` .. `duplicate` (same words), `near_duplicate`
 
 Modules: `types` (Candidate, Rejection, reason constants), `filters` (registry `FILTERS`,
-`apply_filters`, default lists per stage), `dedup` (exact ROUGE-L with a MinHash LSH prefilter,
-persistable signatures), `decontamination` (n-gram overlap with benchmark texts).
+`apply_filters`, default lists per stage), `patterns` (refusal and non-text regexes over
+normalised words and stems), `language` (language identification),
+`dedup` (exact ROUGE-L with prefix-filter candidates that miss no
+match), `decontamination` (benchmark leaks, exact
+or lightly edited; the matching is `app.contamination`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Quality filters: named pure checks `(candidate, config) -> Rejection | None`.
 
 The heuristics of Self-Instruct (Wang et al. 2022, `self_instruct/bootstrap_instructions.py`):
-instructions of at most 3 or more than 150 words are dropped, so are those naming things a
-text-only model cannot handle (images, files, ...), and those starting with punctuation or a
-non-ASCII character. Added here for the answer stage: truncated answers, refusals, and answers
-that only repeat the instruction or the input.
+instructions of at most 3 or more than 150 words are dropped, and those starting with
+punctuation. Self-Instruct's word list for tasks a text-only model cannot do and its
+ASCII-first-letter rule (a proxy for English) are kept as options (`blocklist`, `ascii_start`);
+the defaults use checks that generalise: `non_text` (stems and phrases about supplied material,
+`workers.curation.patterns`), `language` (language identification, `workers.curation.language`)
+and `refusal` (refusal, disclaimer and non-answer patterns over normalised text). Added for the
+answer stage: truncated answers and answers that only repeat the instruction or the input.
 
 Stage rule: a candidate whose `output` is None is at the instruction stage (a proposed
 instruction, Self-Instruct's expansion), and the filters look at its instruction; otherwise it
@@ -16,13 +19,13 @@ filters in order and returns the first rejection; a job's params name the filter
 from __future__ import annotations
 
 import re
-import string
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from workers.curation import types
+from workers.curation import language, patterns, types
 from workers.curation.dedup import rouge_l
 from workers.curation.types import Candidate, Rejection
 
@@ -48,48 +51,6 @@ DEFAULT_BLOCKLIST: Final = (
     "diagram",
 )
 
-# Refusals and assistant boilerplate that are one anywhere in a text.
-DEFAULT_REFUSALS_ANYWHERE: Final = (
-    "as an ai language model",
-    "as an ai model",
-    "as a language model",
-    "as an ai assistant",
-    "as an artificial intelligence",
-    "i'm just an ai",
-    "i am just an ai",
-    "i cannot fulfill",
-    "i can't fulfill",
-    "i cannot comply",
-    "i can't comply",
-    "i can't assist with",
-    "i cannot assist with",
-    "i'm not able to help with",
-    "i am not able to help with",
-    "against my programming",
-    "violates openai's",
-    "my knowledge cutoff",
-)
-
-# Phrases that are a refusal only when the text starts with them ("Explain why I cannot sleep"
-# is a fine instruction; "I cannot ..." as a whole answer is not).
-DEFAULT_REFUSALS_AT_START: Final = (
-    "i cannot",
-    "i can't",
-    "i can not",
-    "i won't",
-    "i will not",
-    "i'm sorry",
-    "i am sorry",
-    "sorry, but",
-    "sorry, i",
-    "i apologize",
-    "i'm unable",
-    "i am unable",
-    "i'm not able to",
-    "i am not able to",
-    "unfortunately, i",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class FilterConfig:
@@ -99,10 +60,9 @@ class FilterConfig:
     max_instruction_words: int = 150  # and of > 150 words
     min_output_words: int = 1
     max_output_words: int | None = None  # truncation is caught by finish_reason instead
-    ascii_start: bool = True  # Self-Instruct: the instruction starts with an ASCII character
-    blocklist: tuple[str, ...] = DEFAULT_BLOCKLIST
-    refusals_anywhere: tuple[str, ...] = DEFAULT_REFUSALS_ANYWHERE
-    refusals_at_start: tuple[str, ...] = DEFAULT_REFUSALS_AT_START
+    ascii_start: bool = False  # Self-Instruct's English proxy; `language` checks that now
+    blocklist: tuple[str, ...] = DEFAULT_BLOCKLIST  # the `blocklist` filter (not a default)
+    languages: tuple[str, ...] | None = None  # ISO 639-1 codes accepted; None: any language
     instruction_copy_threshold: float = 0.9  # ROUGE-L(output, instruction) >= this: a copy
     input_copy_threshold: float = 1.0  # vs the input: rewrites stay close, so only identical
 
@@ -117,17 +77,30 @@ def _stage_text(candidate: Candidate) -> tuple[str, str]:
     return candidate.output, "output"
 
 
-def _normalise(text: str) -> str:
-    """Lowercase, straight apostrophes, single spaces: the form phrases are matched in."""
-    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").lower().split())
+def _has_text(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+def _word_count(text: str) -> int:
+    """Whitespace-separated tokens with a letter or digit; in scripts written without spaces
+    (Chinese, Japanese, Thai, ...) two characters count as a word."""
+    count = 0.0
+    for token in text.split():
+        if _has_text(token):
+            unspaced = len(language.NO_SPACES.findall(token))
+            count += max(1, unspaced / 2)
+    return int(count)
 
 
 def not_empty(candidate: Candidate, config: FilterConfig) -> Rejection | None:
-    """`empty`: a blank instruction, or a blank output at the answer stage."""
-    if not candidate.instruction.strip():
-        return Rejection(types.EMPTY, "instruction is blank")
-    if candidate.output is not None and not candidate.output.strip():
-        return Rejection(types.EMPTY, "output is blank")
+    """`empty`: no letter or digit in the instruction, or in the output at the answer stage.
+
+    An answer of only punctuation, symbols, emoji or whitespace is empty.
+    """
+    if not _has_text(candidate.instruction):
+        return Rejection(types.EMPTY, "instruction has no letter or digit")
+    if candidate.output is not None and not _has_text(candidate.output):
+        return Rejection(types.EMPTY, "output has no letter or digit")
     return None
 
 
@@ -139,13 +112,18 @@ def not_truncated(candidate: Candidate, config: FilterConfig) -> Rejection | Non
 
 
 def length(candidate: Candidate, config: FilterConfig) -> Rejection | None:
-    """`too_short`/`too_long`: words (whitespace-separated) of the instruction or output."""
+    """`too_short`/`too_long`: words of the instruction or output.
+
+    A word is a whitespace-separated token with a letter or digit ("-" and "..." are none;
+    see `_word_count` for scripts without spaces).
+    """
     text, what = _stage_text(candidate)
+    high: int | None
     if what == "instruction":
         low, high = config.min_instruction_words, config.max_instruction_words
     else:
         low, high = config.min_output_words, config.max_output_words
-    words = len(text.split())
+    words = _word_count(text)
     if words < low:
         return Rejection(types.TOO_SHORT, f"{what} has {words} words < {low}")
     if high is not None and words > high:
@@ -154,12 +132,13 @@ def length(candidate: Candidate, config: FilterConfig) -> Rejection | None:
 
 
 def starts_with_text(candidate: Candidate, config: FilterConfig) -> Rejection | None:
-    """`bad_start`: the instruction starts with punctuation, or non-ASCII, or has no letter."""
+    """`bad_start`: the instruction starts with punctuation or a symbol (any script), or has no
+    letter; with `ascii_start`, also a non-ASCII first character (Self-Instruct)."""
     text = candidate.instruction.strip()
     if not text:
         return Rejection(types.BAD_START, "no text")
     first = text[0]
-    if first in string.punctuation:
+    if unicodedata.category(first)[0] in "PS":
         return Rejection(types.BAD_START, f"starts with {first!r}")
     if config.ascii_start and not first.isascii():
         return Rejection(types.BAD_START, f"starts with non-ASCII {first!r}")
@@ -185,17 +164,62 @@ def blocklist(candidate: Candidate, config: FilterConfig) -> Rejection | None:
     return None
 
 
+def non_text(candidate: Candidate, config: FilterConfig) -> Rejection | None:
+    """`non_text`: the task needs input or output a text model has not got (an image to draw,
+    a photo to look at, an attached file, a URL); word forms, see `patterns.non_text`."""
+    found = patterns.non_text(candidate.instruction)
+    if found is None and candidate.input and patterns.NON_TEXT_WORDS.search(candidate.input):
+        found = "a URL or an attachment in the input"
+    if found is None:
+        return None
+    return Rejection(types.NON_TEXT, f"instruction: {found!r}")
+
+
 def refusal(candidate: Candidate, config: FilterConfig) -> Rejection | None:
-    """`refusal`: the stage's text refuses or talks about being an AI."""
+    """`refusal`: the stage's text refuses, disclaims being an AI, or is a non-answer
+    (`patterns.refusal`: only where the refusal dominates the text)."""
     text, what = _stage_text(candidate)
-    normal = _normalise(text)
-    for phrase in config.refusals_at_start:
-        if normal.startswith(phrase):
-            return Rejection(types.REFUSAL, f"{what} starts with {phrase!r}")
-    for phrase in config.refusals_anywhere:
-        if phrase in normal:
-            return Rejection(types.REFUSAL, f"{what} contains {phrase!r}")
-    return None
+    found = patterns.refusal(text)
+    if found is None:
+        return None
+    return Rejection(types.REFUSAL, f"{what}: {found}")
+
+
+_ASKS_FOR_LANGUAGE = re.compile(
+    r"\b(?:translat\w*|interpret\w*|in (?:another|a foreign|other) languages?|"
+    + "|".join(language.LANGUAGE_NAMES)
+    + r")\b",
+    re.IGNORECASE,
+)
+
+
+def language_filter(candidate: Candidate, config: FilterConfig) -> Rejection | None:
+    """`wrong_language`: the stage's text is confidently in none of `config.languages`.
+
+    None accepts every language. Texts under `language.MIN_WORDS` words, code and URLs are not
+    judged. An answer may also be in its instruction's (or input's) language, and in any
+    language when the instruction asks for a translation or names a language.
+    """
+    if not config.languages:
+        return None
+    text, what = _stage_text(candidate)
+    accepted = language.expand(config.languages)
+    if what == "output":
+        if _ASKS_FOR_LANGUAGE.search(candidate.instruction):
+            return None
+        for source in (candidate.instruction, candidate.input):
+            placed = language.detect(source) if source else None
+            if placed is not None:
+                accepted = accepted | language.expand([placed[0]])
+    found = language.foreign(text, accepted)
+    if found is None:
+        return None
+    label, probability = found
+    return Rejection(
+        types.WRONG_LANGUAGE,
+        f"{what} detected as {label!r} (p={probability:.2f}); accepted: "
+        f"{', '.join(config.languages)}",
+    )
 
 
 def output_repeats_input(candidate: Candidate, config: FilterConfig) -> Rejection | None:
@@ -218,6 +242,8 @@ FILTERS: Final[dict[str, Filter]] = {
     "length": length,
     "starts_with_text": starts_with_text,
     "blocklist": blocklist,
+    "non_text": non_text,
+    "language": language_filter,
     "refusal": refusal,
     "output_repeats_input": output_repeats_input,
 }
@@ -227,14 +253,16 @@ INSTRUCTION_FILTERS: Final = (
     "not_truncated",
     "length",
     "starts_with_text",
-    "blocklist",
+    "non_text",
     "refusal",
+    "language",
 )
 ANSWER_FILTERS: Final = (
     "not_empty",
     "not_truncated",
     "length",
     "refusal",
+    "language",
     "output_repeats_input",
 )
 

@@ -24,6 +24,8 @@ REPEATS_INPUT: Final = "repeats_input"
 DUPLICATE: Final = "duplicate"
 NEAR_DUPLICATE: Final = "near_duplicate"
 CONTAMINATED: Final = "contaminated"
+NON_TEXT: Final = "non_text"
+WRONG_LANGUAGE: Final = "wrong_language"
 
 REASONS: Final = (
     EMPTY,
@@ -38,6 +40,8 @@ REASONS: Final = (
     DUPLICATE,
     NEAR_DUPLICATE,
     CONTAMINATED,
+    NON_TEXT,
+    WRONG_LANGUAGE,
 )
 
 
