@@ -1,4 +1,4 @@
-"""Decontamination: 13-gram overlap of normalised words with benchmark texts."""
+"""Decontamination: verbatim 13-grams, and light edits of benchmark items (app.contamination)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
+from tests.contamination_cases import BENCHMARK as BENCHMARK_CASES
+from tests.contamination_cases import CLEAN, LEAKS
 from workers.curation import decontamination as dc
-from workers.curation.types import CONTAMINATED
+from workers.curation.types import CONTAMINATED, Candidate
 
 BENCHMARK = [
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -67,3 +69,100 @@ def test_hashes_are_stable_across_processes() -> None:
     here = sorted(dc.build_ngram_set(["one two three four five six"], n=3))
     assert other.stdout.strip() == str(here)
     assert len(here) == 4
+
+
+# --- light edits: the index of app.contamination (the labeled set in contamination_cases) ----
+
+LABELED = dc.build_index(("b", "labeled", i, text) for i, text in enumerate(BENCHMARK_CASES))
+
+
+def labeled_scores() -> tuple[float, float, list[str]]:
+    """Recall on LEAKS (caught and pointing at their own item), precision over LEAKS + CLEAN."""
+    misses = []
+    caught = 0
+    for item, kind, text in LEAKS:
+        found = dc.match(text, LABELED)
+        if found is not None and found.item.idx == item:
+            caught += 1
+        else:
+            misses.append(f"{item} {kind}: {text}")
+    false_positives = [text for text in CLEAN if dc.match(text, LABELED) is not None]
+    return caught / len(LEAKS), caught / (caught + len(false_positives)), misses
+
+
+def test_labeled_set_precision_and_recall() -> None:
+    recall, precision, misses = labeled_scores()
+    # measured: recall 44/45 = 0.978 (the miss: a paraphrased question about the passage),
+    # precision 1.0 (no clean text of 44 caught)
+    assert precision == 1.0
+    assert recall >= 0.97, misses
+
+
+@pytest.mark.parametrize(
+    ("item", "kind", "text"), [leak for leak in LEAKS if leak[1] in ("number", "name")]
+)
+def test_a_changed_number_or_name_is_caught(item: int, kind: str, text: str) -> None:
+    found = dc.match(text, LABELED)
+    assert found is not None and found.item.idx == item
+
+
+def test_fuzzy_rule_alone_catches_edits_the_ngram_rule_misses() -> None:
+    item = "Which organ of the human body produces insulin and glucagon?"  # 11 words
+    index = dc.build_index([("b", "bio", 0, item)])
+    edit = "Which organ in the human body makes insulin and glucagon?"
+    assert dc.contaminated(edit, dc.build_ngram_set([item])) is None  # 13-grams: missed
+    found = dc.match(edit, index)
+    assert found is not None and found.rule == "fuzzy" and 0.75 <= found.score < 1.0
+    assert found.detail() == (f"benchmark bio item 0 (fuzzy {found.score:.2f}): {item}")
+
+
+def test_scattered_words_in_a_long_text_are_not_a_match() -> None:
+    item = "A farmer plants 12 rows of corn with 30 seeds in each row. How many seeds?"
+    index = dc.build_index([("b", "m", 0, item)])
+    # every content word of the item, spread over a long answer, out of the 1.5x window
+    spread = (
+        "A farmer in the valley talked for an hour about the weather and prices. He said he "
+        "plants early. Last year he had 12 problems with pests and lost many rows to the rain. "
+        "Corn prices fell by 30 percent, and the seeds he bought were bad. In each field he "
+        "checked every row twice. How many hours he worked nobody knows. His seeds sprouted."
+    )
+    assert dc.match(spread, index) is None
+    assert dc.match("Solve: " + item.replace("12", "14") + " Explain.", index) is not None
+
+
+def test_short_items_need_an_exact_repeat() -> None:
+    index = dc.build_index([("b", "t", 0, "Who wrote Hamlet?"), ("b", "t", 1, "Is it?")])
+    assert dc.match("Quiz: WHO wrote hamlet -- in one word", index).rule == "exact"
+    assert dc.match("Who wrote Macbeth?", index) is None
+    assert dc.match("Who wrote the play Hamlet?", index) is None
+    assert dc.match("Is it", index).item.idx == 1  # function words only: the whole text
+    assert dc.match("Is it raining?", index) is None
+
+
+def test_long_item_quoted_in_part_hits_the_13_gram_rule() -> None:
+    passage = BENCHMARK_CASES[31]
+    index = dc.build_index([("b", "reading", 0, passage)])
+    quote = "the island was abandoned in 1962, the logbooks were moved to the county archive"
+    found = dc.match(f"Summarise this: {quote}.", index)
+    assert found is not None and found.rule == "13-gram"
+
+
+def test_check_candidate_checks_task_input_and_answer() -> None:
+    index = dc.build_index(("b", "labeled", i, t) for i, t in enumerate(BENCHMARK_CASES[:12]))
+    clean = "Explain how to compute the area of a circle."
+    assert dc.check_candidate(Candidate(clean, "", "Use pi r squared."), index) is None
+    in_input = dc.check_candidate(Candidate("Solve the problem below.", LEAKS[3][2]), index)
+    assert in_input is not None and in_input.reason == CONTAMINATED
+    assert in_input.detail.startswith("instruction matches benchmark labeled item 1 (")
+    in_answer = dc.check_candidate(Candidate(clean, "", f"Like this: {LEAKS[7][2]}"), index)
+    assert in_answer is not None and in_answer.detail.startswith("output matches")
+    assert dc.check_candidate(Candidate(LEAKS[3][2]), None) is None
+    assert dc.check_candidate(Candidate(LEAKS[3][2]), dc.build_index([])) is None
+
+
+def test_index_ignores_empty_items_and_is_deterministic() -> None:
+    index = dc.build_index([("b", "x", 0, ""), ("b", "x", 1, "!!!"), ("b", "x", 2, BENCHMARK[0])])
+    assert len(index) == 1
+    assert dc.match("", index) is None and dc.match("???", index) is None
+    found = dc.match(BENCHMARK[0], index)
+    assert found is not None and found.item.idx == 2
