@@ -6,10 +6,14 @@ The one module that may compose `app` and `workers` (workers are imported inside
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import socket
+import sys
 import uuid
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -30,6 +34,7 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(teacher_cli, name="teacher")
 console = Console()
+errors = Console(stderr=True, soft_wrap=True)  # soft_wrap: one error stays one line
 
 DatabaseOpt = Annotated[
     str | None, typer.Option("--database-url", help="overrides DISTILLERY_DATABASE_URL")
@@ -37,9 +42,79 @@ DatabaseOpt = Annotated[
 
 
 def _settings(database_url: str | None = None, **overrides: object) -> Settings:
-    settings = get_settings()
-    update = {k: v for k, v in {"database_url": database_url, **overrides}.items() if v is not None}
-    return settings.model_copy(update=update) if update else settings
+    """The environment's settings with the command's options over them, validated together."""
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+        update = {"database_url": database_url, **overrides}
+        update = {k: v for k, v in update.items() if v is not None}
+        if not update:
+            return settings
+        return Settings.model_validate(settings.model_dump() | update)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        _fail(f"bad setting {where}: {first['msg'].removeprefix('Value error, ')}", code=2)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr and exit `code` (startup errors are not tracebacks)."""
+    errors.print(f"[red]error[/red]: {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The driver's own error under SQLAlchemy's wrapping (its text names the problem)."""
+    seen = {id(exc)}
+    while True:
+        orig = getattr(exc, "orig", None)
+        inner = orig if isinstance(orig, BaseException) else exc.__cause__
+        if inner is None or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
+@contextlib.contextmanager
+def _database_errors(url: str) -> Iterator[None]:
+    """Turn a database that is missing, unreachable or refusing into one line on stderr."""
+    from sqlalchemy.engine import make_url
+
+    from app.db import DATABASE_ERRORS
+
+    try:
+        yield
+    except DATABASE_ERRORS as exc:  # SQLAlchemy's errors (a bad URL too), OSError, the driver's
+        cause = _root_cause(exc)
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        where = make_url(url).render_as_string(hide_password=True)
+        _fail(f"database {where}: {reason}")
+
+
+async def _ping(url: str) -> None:
+    """Connect once and run SELECT 1 (raises what the driver raises)."""
+    from sqlalchemy import text
+
+    db = Database.from_url(url)
+    try:
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    finally:
+        await db.engine.dispose()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything else starts (uvicorn serves on it)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.set_inheritable(True)
+    return sock
 
 
 def is_loopback(host: str) -> bool:
@@ -79,18 +154,29 @@ def serve(
             "set DISTILLERY_AUTH=true (and create keys) or bind a loopback address"
         )
         raise typer.Exit(2)
+    sock = _listen(settings.host, settings.port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if migrate_schema and settings.auto_migrate:
-        migrate.upgrade(settings.database_url)
+        with _database_errors(settings.database_url):
+            migrate.upgrade(settings.database_url)
     with_worker = settings.embedded_worker if worker is None else worker
     background = embedded_workers(settings) if with_worker else []
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, background=background),
-        host=settings.host,
-        port=settings.port,
         log_level="info",
         access_log=False,  # a log line per request costs more than the request (bench/service.py)
     )
+    server = uvicorn.Server(config)
+    logging.getLogger(__name__).info(
+        "serving on http://%s:%d",
+        f"[{settings.host}]" if ":" in settings.host else settings.host,
+        sock.getsockname()[1],
+        extra={"action": "serve"},
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it after shutdown
+        server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(3)  # what uvicorn.run exits with when the app failed to start
 
 
 def embedded_workers(settings: Settings) -> list[Background]:
@@ -102,7 +188,8 @@ def embedded_workers(settings: Settings) -> list[Background]:
         teacher = make_teacher(settings.teacher)
     except (ValueError, TeacherError) as exc:
         logging.getLogger(__name__).warning(
-            "%s; serving the API without a worker (jobs stay queued until one runs)",
+            "%s; serving the API without a worker: no worker will run jobs until `distillery "
+            "worker` runs with a teacher (their health says waiting_for_worker)",
             exc,
             extra={"action": "embedded_worker_off"},
         )
@@ -114,7 +201,11 @@ def embedded_workers(settings: Settings) -> list[Background]:
 def worker_command(
     concurrency: Annotated[
         int | None,
-        typer.Option(min=1, help="tasks in flight (default: DISTILLERY_WORKER_CONCURRENCY, 4)"),
+        typer.Option(
+            min=1,
+            help="tasks in flight (default: DISTILLERY_WORKER_CONCURRENCY, "
+            f"{Settings.model_fields['worker_concurrency'].default})",
+        ),
     ] = None,
     database_url: DatabaseOpt = None,
     model: Annotated[
@@ -129,6 +220,8 @@ def worker_command(
     if model is not None:
         teacher_settings = settings.teacher.model_copy(update={"model": model})
         settings = settings.model_copy(update={"teacher": teacher_settings})
+    with _database_errors(settings.database_url):  # before the teacher: loading one takes long
+        asyncio.run(_ping(settings.database_url))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         teacher = make_teacher(settings.teacher)
@@ -145,15 +238,17 @@ def db_upgrade(
 ) -> None:
     """Apply the migrations (Postgres or SQLite)."""
     settings = _settings(database_url)
-    migrate.upgrade(settings.database_url, revision)
+    with _database_errors(settings.database_url):
+        migrate.upgrade(settings.database_url, revision)
     console.print(f"database at [bold]{revision}[/bold]")
 
 
 async def _with_db(settings: Settings, work):  # type: ignore[no-untyped-def]
     db = Database.from_url(settings.database_url)
     try:
-        async with db.transaction() as session:
-            return await work(session)
+        with _database_errors(settings.database_url):
+            async with db.transaction() as session:
+                return await work(session)
     finally:
         await db.engine.dispose()
 

@@ -13,10 +13,39 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_SQLITE_PATH = Path("distillery.db")
+
+
+# the async driver each supported database is used with; the scheme's alias -> the backend
+_ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+_ALIASES = {"postgres": "postgresql"}
+
+
+def normalize_database_url(url: str) -> str:
+    """`url` with the async driver named: ``postgresql://`` and ``postgres://`` become
+    ``postgresql+asyncpg://``, ``sqlite:///`` becomes ``sqlite+aiosqlite:///``.
+
+    Raises ValueError for what is not a Postgres or SQLite URL (the URL is not echoed: it may
+    hold a password).
+    """
+    hint = "use postgresql://user@host:5432/dbname or sqlite:///path/to/file.db"
+    try:
+        name = make_url(url).drivername
+    except ArgumentError:
+        raise ValueError(f"not a database URL; {hint}") from None
+    backend, _, driver = name.partition("+")
+    backend = _ALIASES.get(backend, backend)
+    wanted = _ASYNC_DRIVERS.get(backend)
+    if wanted is None or driver not in ("", wanted):
+        raise ValueError(f"unsupported database {name!r}; {hint}")
+    if name == f"{backend}+{wanted}":
+        return url
+    return f"{backend}+{wanted}://{url.split('://', 1)[1]}"
 
 
 def default_worker_id() -> str:
@@ -69,7 +98,8 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}",
-        description="SQLAlchemy async URL: postgresql+asyncpg://... or sqlite+aiosqlite:///file.db",
+        description="postgresql://user@host:5432/dbname or sqlite:///file.db (the async "
+        "drivers, +asyncpg and +aiosqlite, are filled in)",
     )
     host: str = Field("127.0.0.1", description="address `distillery serve` binds")
     port: int = Field(8000, ge=0, le=65535, description="port `distillery serve` binds")
@@ -112,6 +142,21 @@ class Settings(BaseSettings):
         2.0, ge=0, description="backoff before the first retry of a failed task (doubles each try)"
     )
     retry_max_seconds: float = Field(300.0, ge=0, description="longest backoff between retries")
+    teacher_unavailable_budget_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="how long a job waits out a teacher that answers nothing (its items are "
+        "retried meanwhile); then it fails, keeping what was accepted",
+    )
+    teacher_breaker_failures: int = Field(
+        5,
+        ge=1,
+        description="requests in a row that fail with a teacher outage (after their own "
+        "retries) before a worker stops claiming tasks and probes the teacher instead",
+    )
+    teacher_probe_seconds: float = Field(
+        5.0, gt=0, description="how often a worker probes a teacher that is down"
+    )
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, description="on SIGTERM, time in-flight tasks get to finish before release"
     )
@@ -125,6 +170,11 @@ class Settings(BaseSettings):
         True, description="`serve` runs a worker in-process next to the API (off: --no-worker)"
     )
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        return normalize_database_url(url)
 
 
 @lru_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -46,14 +47,26 @@ async def count_examples(
     *, session: AsyncSession, dataset_id: uuid.UUID
 ) -> dict[str, dict[str, int]]:
     """Examples of a dataset by origin, then by status (zeros included)."""
-    counts = {origin: dict.fromkeys(EXAMPLE_STATUSES, 0) for origin in ORIGINS}
+    return (await count_examples_of(session=session, dataset_ids=[dataset_id]))[dataset_id]
+
+
+async def count_examples_of(
+    *, session: AsyncSession, dataset_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, dict[str, int]]]:
+    """:func:`count_examples` for several datasets (a page of them) in one grouped query."""
+    counts = {
+        dataset_id: {origin: dict.fromkeys(EXAMPLE_STATUSES, 0) for origin in ORIGINS}
+        for dataset_id in dataset_ids
+    }
+    if not counts:
+        return counts
     rows = await session.execute(
-        select(Example.origin, Example.status, func.count())
-        .where(Example.dataset_id == dataset_id)
-        .group_by(Example.origin, Example.status)
+        select(Example.dataset_id, Example.origin, Example.status, func.count())
+        .where(Example.dataset_id.in_(list(counts)))
+        .group_by(Example.dataset_id, Example.origin, Example.status)
     )
-    for origin, status, n in rows:
-        counts.setdefault(origin, dict.fromkeys(EXAMPLE_STATUSES, 0))[status] = n
+    for dataset_id, origin, status, n in rows:
+        counts[dataset_id].setdefault(origin, dict.fromkeys(EXAMPLE_STATUSES, 0))[status] = n
     return counts
 
 

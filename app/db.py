@@ -8,11 +8,14 @@ instead of failing with "database is locked" halfway through a transaction.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -52,6 +55,54 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # no pool connection free within pool_timeout
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,  # includes ConnectionDoesNotExistError
+    asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown, CannotConnectNow
+    asyncpg.exceptions.InvalidCatalogNameError,  # the database does not exist (dropped)
+)
+
+
+# what a database call may raise; `is_db_unavailable` tells the outages among them apart
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.SQLAlchemyError,
+    OSError,
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+# SQLite's OperationalErrors that pass (a file that cannot be opened now, a lock held too long)
+_SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "disk i/o error")
+
+
+def is_db_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached now (worth waiting and retrying).
+
+    Shared by the API (503 with Retry-After) and the worker (back off, release, retry).
+    """
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        if isinstance(exc.orig, sqlite3.Error):  # SQLite says "no such table" this way too
+            return any(s in str(exc.orig).lower() for s in _SQLITE_UNAVAILABLE)
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        seen.add(id(current))
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
 
 
 def utcnow() -> dt.datetime:

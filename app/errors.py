@@ -10,7 +10,8 @@
     ├── UnsupportedMediaType    415 unsupported_media_type
     ├── ValidationFailed        422 validation_error (details name the field or line)
     ├── Unauthorized            401 unauthorized
-    └── RateLimited             429 rate_limited
+    ├── RateLimited             429 rate_limited
+    └── ServiceUnavailable      503 unavailable (the database cannot be reached; Retry-After)
 
 The class docstring is the default message; rendered as ``{"error": {code, message, details}}``.
 """
@@ -109,3 +110,10 @@ class RateLimited(AppError):
 
     code = "rate_limited"
     status = 429
+
+
+class ServiceUnavailable(AppError):
+    """The database is unavailable; retry shortly."""
+
+    code = "unavailable"
+    status = 503

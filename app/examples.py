@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Insert, select, text
+from sqlalchemy import ColumnElement, Insert, and_, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -171,6 +171,27 @@ def seed_row(dataset_id: uuid.UUID, ex: ExampleIn) -> dict[str, Any]:
         "content_hash": digest,
         "dedup_key": digest,
     }
+
+
+def answers_itself() -> ColumnElement[bool]:
+    """SQL: the example is a prompt that is its own current answer (an accepted root with a
+    non-blank output that no later answer replaced)."""
+    return and_(
+        Example.source_id.is_(None),
+        Example.status == "accepted",
+        Example.superseded_by.is_(None),
+        Example.output.is_not(None),
+        func.trim(Example.output) != "",
+    )
+
+
+def is_current_child() -> ColumnElement[bool]:
+    """SQL: the example is the current answer of the prompt it points at (``source_id``)."""
+    return and_(
+        Example.source_id.is_not(None),
+        Example.status == "accepted",
+        Example.superseded_by.is_(None),
+    )
 
 
 def insert_ignoring_conflicts(dialect: str) -> Insert:

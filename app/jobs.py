@@ -5,14 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from app import datasets, kinds, paging, queue
+from app import benchmarks, datasets, kinds, paging, queue
 from app.config import Settings
 from app.errors import Conflict, NotFound, RateLimited, ValidationFailed
-from app.models import Example, Job
-from app.schemas import ExpansionJobCreate, JobRead, LabelingJobCreate, Progress
+from app.examples import answers_itself
+from app.models import Dataset, Example, Job
+from app.schemas import ExpansionJobCreate, JobHealth, JobRead, LabelingJobCreate, Progress
+
+NOTHING_TO_LABEL = "nothing to label: every prompt has an answer (relabel=true answers again)"
+_IN_CHUNK = 500
 
 
 async def create_job(
@@ -41,12 +46,22 @@ async def create_job(
     if request.skill_id is not None:
         await datasets.get_skill(session=session, tenant_id=tenant_id, skill_id=request.skill_id)
     teacher = request.teacher or kinds.TeacherSpec()
+    # the benchmarks the job checks against: those named, then the tenant's defaults
+    decontaminate = await benchmarks.resolve(
+        session=session,
+        tenant_id=tenant_id,
+        named=params.decontaminate,
+        loc=["body", "params", "decontaminate"],
+    )
     job = Job(
         tenant_id=tenant_id,
         dataset_id=dataset.id,
         skill_id=request.skill_id,
         kind=request.kind,
-        params=params.model_dump(mode="json"),
+        params={
+            **params.model_dump(mode="json"),
+            "decontaminate": [str(b) for b in decontaminate],
+        },
         teacher=teacher.model_dump(mode="json"),
         teacher_model=teacher.model,
         status="queued",
@@ -59,7 +74,11 @@ async def create_job(
             for start in range(0, len(ids), chunk)
         ]
         job.total = len(ids)
+        if not ids:  # the job succeeds at once (queue.enqueue_job)
+            job.stop_reason = NOTHING_TO_LABEL
     elif isinstance(params, kinds.ExpansionParams):
+        if request.skill_id is None:
+            job.params = {**job.params, "skill_from_dataset": _skill_from_dataset(dataset)}
         await _require_seeds(session, dataset.id)
         # one chain of rounds per lane: lane l runs rounds l, l + P, l + 2P ...
         lanes = min(params.parallel_rounds, params.max_rounds)
@@ -76,24 +95,89 @@ async def create_job(
 async def _examples_to_label(
     session: AsyncSession, dataset_id: uuid.UUID, params: kinds.LabelingParams
 ) -> list[uuid.UUID]:
-    stmt = select(Example.id).where(Example.dataset_id == dataset_id, Example.status != "rejected")
-    if params.example_ids is not None:
-        stmt = stmt.where(Example.id.in_(params.example_ids))
-    if not params.relabel:
-        stmt = stmt.where(or_(Example.output.is_(None), Example.output == ""))
-    ids = list((await session.scalars(stmt.order_by(Example.id))).all())
-    if params.example_ids is not None and len(ids) != len(set(params.example_ids)):
-        missing = set(params.example_ids) - set(ids)
+    """The prompts the job answers, in id order.
+
+    A prompt is a root example (not itself an answer) that is not rejected. Without `relabel`:
+    those with no current answer (neither an accepted output of their own nor an accepted
+    labeled answer). With `relabel`: every prompt; the new answers replace the current ones at
+    commit. An answer's id in `example_ids` stands for its prompt.
+    """
+    prompt = and_(
+        Example.dataset_id == dataset_id,
+        Example.source_id.is_(None),
+        Example.status != "rejected",
+    )
+    answer = aliased(Example)
+    unanswered = and_(
+        ~answers_itself(),
+        ~exists().where(
+            answer.source_id == Example.id,
+            answer.status == "accepted",
+            answer.superseded_by.is_(None),
+        ),
+    )
+    if params.example_ids is None:
+        stmt = select(Example.id).where(prompt)
+        if not params.relabel:
+            stmt = stmt.where(unanswered)
+        ids = list((await session.scalars(stmt.order_by(Example.id))).all())
+        if not ids:
+            await _require_prompts(session, dataset_id)
+        return ids
+    wanted = list(dict.fromkeys(params.example_ids))
+    # an answer stands for its prompt
+    named: dict[uuid.UUID, uuid.UUID] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        rows = await session.execute(
+            select(Example.id, Example.source_id).where(
+                Example.dataset_id == dataset_id, Example.id.in_(wanted[start : start + _IN_CHUNK])
+            )
+        )
+        named.update({row.id: row.source_id or row.id for row in rows})
+    prompts = list(dict.fromkeys(named[i] for i in wanted if i in named))
+    eligible: set[uuid.UUID] = set()
+    for start in range(0, len(prompts), _IN_CHUNK):
+        stmt = select(Example.id).where(prompt, Example.id.in_(prompts[start : start + _IN_CHUNK]))
+        if not params.relabel:
+            stmt = stmt.where(unanswered)
+        eligible.update((await session.scalars(stmt)).all())
+    refused = [i for i in wanted if named.get(i) not in eligible]
+    if refused:
         raise ValidationFailed(
-            f"{len(missing)} example_ids are not in the dataset or need relabel=true",
+            f"{len(refused)} example_ids are not in the dataset, rejected, or answered already "
+            "(pass relabel=true to answer again)",
             details=[
                 {"loc": ["body", "params", "example_ids"], "msg": f"not eligible: {m}"}
-                for m in sorted(missing, key=str)[:20]
+                for m in refused[:20]
             ],
         )
-    if not ids:
-        raise Conflict("nothing to label: every example has an output (pass relabel=true)")
-    return ids
+    return sorted(eligible)
+
+
+async def _require_prompts(session: AsyncSession, dataset_id: uuid.UUID) -> None:
+    found = await session.scalar(
+        select(Example.id)
+        .where(Example.dataset_id == dataset_id, Example.status != "rejected")
+        .limit(1)
+    )
+    if found is None:
+        raise Conflict("nothing to label: the dataset has no examples (upload seeds first)")
+
+
+def _skill_from_dataset(dataset: Dataset) -> dict[str, str]:
+    """The skill an expansion job without `skill_id` asks for: the dataset's description.
+
+    Stored in the job's params (`skill_from_dataset`), where the worker reads it as the skill
+    spec, so the prompt is fixed when the job is created.
+    """
+    if not dataset.description.strip():
+        raise ValidationFailed(
+            "expansion needs a skill: pass skill_id, or give the dataset a description",
+            details=[
+                {"loc": ["body", "skill_id"], "msg": "required: the dataset has no description"}
+            ],
+        )
+    return {"name": dataset.name, "description": dataset.description}
 
 
 async def _require_seeds(session: AsyncSession, dataset_id: uuid.UUID) -> None:
@@ -135,7 +219,7 @@ async def cancel_job(*, session: AsyncSession, tenant_id: uuid.UUID, job_id: uui
     return await queue.cancel_job(session=session, job_id=job_id)
 
 
-def job_read(job: Job) -> JobRead:
+def job_read(job: Job, health: JobHealth) -> JobRead:
     fields: dict[str, Any] = {
         name: getattr(job, name)
         for name in (
@@ -150,4 +234,4 @@ def job_read(job: Job) -> JobRead:
         rejected=job.rejected,
         failed=job.failed,
     )
-    return JobRead(**fields, progress=progress)
+    return JobRead(**fields, progress=progress, health=health)

@@ -7,20 +7,100 @@ the parity).
 
 from __future__ import annotations
 
+import types
+import typing
 import uuid
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+)
 
 # curation steps a job may name (workers.curation.filters.FILTERS; a test checks the parity)
 FilterName = Literal[
-    "not_empty", "not_truncated", "length", "starts_with_text", "blocklist", "refusal",
-    "output_repeats_input",
+    "not_empty", "not_truncated", "length", "starts_with_text", "blocklist", "non_text",
+    "language", "refusal", "output_repeats_input",
 ]  # fmt: skip
+
+# ISO 639-1 codes the `language` filter can tell apart (workers.curation.language; a test checks)
+LANGUAGE_CODES = frozenset((
+    "af", "am", "an", "ar", "as", "az", "ba", "be", "bg", "bn", "br", "bs", "ca", "cs", "cy", "da",
+    "de", "dz", "el", "en", "eo", "es", "et", "eu", "fa", "fi", "fo", "fr", "fy", "ga", "gd", "gl",
+    "gu", "ha", "he", "hi", "hr", "ht", "hu", "hy", "id", "ig", "is", "it", "ja", "jv", "ka", "kk",
+    "km", "kn", "ko", "ku", "ky", "la", "lb", "lg", "ln", "lo", "lt", "lv", "mg", "mk", "ml", "mn",
+    "mr", "ms", "mt", "my", "ne", "nl", "nn", "no", "oc", "om", "or", "pa", "pl", "ps", "pt", "qu",
+    "ro", "ru", "rw", "sa", "se", "si", "sk", "sl", "sn", "so", "sq", "sr", "st", "sv", "sw", "ta",
+    "te", "tg", "th", "tk", "tl", "tr", "tt", "ug", "uk", "ur", "uz", "vi", "vo", "wa", "xh", "yo",
+    "zh", "zu"
+))  # fmt: skip
+
+
+def _language_code(code: str) -> str:
+    if code not in LANGUAGE_CODES:
+        raise ValueError(f"unknown language code {code!r}: use ISO 639-1, e.g. 'en', 'de'")
+    return code
+
+
+# the schema lists the codes too, so clients (and fuzzers) see what is accepted
+LanguageCode = Annotated[
+    str,
+    AfterValidator(_language_code),
+    WithJsonSchema({"type": "string", "enum": sorted(LANGUAGE_CODES)}),
+]
+LANGUAGES = (
+    "ISO 639-1 codes the instructions and answers must be in (`language` filter, reason "
+    "`wrong_language`); default: the dominant language of the dataset's seeds"
+)
+
+
+# JSON has no UUID type: ids come as strings, which strict mode alone would refuse
+Id = Annotated[uuid.UUID, Strict(False)]
+
+
+def _is_int(annotation: Any) -> bool:
+    """`int` or `int | None`."""
+    if annotation is int:
+        return True
+    args = typing.get_args(annotation)
+    return (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and int in args
+        and set(args) <= {int, type(None)}
+    )
+
+
+DECONTAMINATE = (
+    "benchmark ids: candidates matching their items are rejected `contaminated`; the tenant's "
+    "default benchmarks are added, and the list is stored on the job"
+)
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strictly typed: `"relabel": "yes"`, `"target": "100"` or `"target": true` are 422, never
+    coerced (a typo must not relabel a dataset). As JSON Schema has it, floats take integers and
+    integers take 5.0 (not 5.5); use :data:`Id` for UUIDs (strings in JSON)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            ints = {n for n, f in cls.model_fields.items() if _is_int(f.annotation)}
+            fix = {
+                k: int(v)
+                for k, v in data.items()
+                if k in ints and isinstance(v, float) and v.is_integer()
+            }
+            if fix:
+                data = {**data, **fix}
+        return data
 
 
 class TeacherSpec(_Params):
@@ -39,14 +119,23 @@ class TeacherSpec(_Params):
 
 
 class LabelingParams(_Params):
-    """The teacher answers every example of the dataset that lacks an output."""
+    """The teacher answers every prompt of the dataset that has no answer yet (one answer per
+    prompt: a seed's own output or an accepted labeled example)."""
 
-    relabel: bool = Field(False, description="answer examples that already have an output too")
-    example_ids: list[uuid.UUID] | None = Field(
-        None, max_length=100_000, description="only these examples (default: all eligible)"
+    relabel: bool = Field(
+        False, description="answer every prompt again; the new answer replaces the current one"
+    )
+    example_ids: list[Id] | None = Field(
+        None,
+        max_length=100_000,
+        description="only these prompts (default: all eligible); an answer's id means its prompt",
     )
     chunk_size: int | None = Field(None, ge=1, le=10_000, description="prompts per task")
     filters: list[FilterName] | None = Field(None, description="curation steps for answers")
+    languages: list[LanguageCode] | None = Field(
+        None, min_length=1, max_length=20, description=LANGUAGES
+    )
+    decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
 
 
 class ExpansionParams(_Params):
@@ -69,7 +158,11 @@ class ExpansionParams(_Params):
     )
     similarity_threshold: float = Field(0.7, gt=0, le=1, description="ROUGE-L near-dup cut")
     filters: list[FilterName] | None = Field(None, description="curation steps for new tasks")
+    languages: list[LanguageCode] | None = Field(
+        None, min_length=1, max_length=20, description=LANGUAGES
+    )
     answer_filters: list[FilterName] | None = Field(None, description="curation steps for answers")
+    decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
 
 
 KINDS: dict[str, type[_Params]] = {

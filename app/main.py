@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -11,13 +12,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 import app
 from app.api import api_router
 from app.config import Settings
-from app.errors import AppError
+from app.db import DATABASE_ERRORS, is_db_unavailable
+from app.errors import AppError, ServiceUnavailable
 from app.limits import BodySizeLimit
 from app.state import AppState, Database
 
@@ -61,6 +64,7 @@ def create_app(
     if db is not None:  # usable before startup (in-process test clients)
         api.state.distillery = AppState.build(settings, db)
     api.include_router(api_router)
+    _hoist_local_defs(api)
     _add_error_handlers(api)
     api.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_seconds
@@ -86,6 +90,68 @@ def _envelope(status: int, code: str, message: str, details: list[Any] | None = 
     )
 
 
+def _hoist_local_defs(api: FastAPI) -> None:
+    """Move the `$defs` of hand-written schemas (`openapi_extra`) into components.schemas.
+
+    A pydantic schema embedded as is keeps `#/$defs/...` refs that resolve against nothing in
+    the OpenAPI document; client generators and fuzzers need every `$ref` to resolve.
+    """
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            doc = copy.deepcopy(generate())  # it shares dicts with the routes' openapi_extra
+            components = doc.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in _pop_defs(doc).items():
+                if components.setdefault(name, schema) != schema:
+                    raise AssertionError(f"two different OpenAPI schemas named {name}")
+            _rewrite_refs(doc)
+            api.openapi_schema = doc
+        return api.openapi_schema  # type: ignore[return-value]
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
+def _pop_defs(node: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if isinstance(node, dict):
+        found.update(node.pop("$defs", None) or {})
+        for value in [*node.values(), *found.values()]:
+            found.update(_pop_defs(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.update(_pop_defs(value))
+    return found
+
+
+def _rewrite_refs(node: Any) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
+        for value in node.values():
+            _rewrite_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite_refs(value)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette names only the first
+    route's): each method is tried against the routes, as the router itself would match it."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
 def _add_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(AppError)
     async def app_error(_request: Request, exc: AppError) -> JSONResponse:
@@ -104,20 +170,36 @@ def _add_error_handlers(api: FastAPI) -> None:
         return _envelope(422, "validation_error", f"{where}: {first['msg']}", details)
 
     @api.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
-        return _envelope(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
-
-    @api.exception_handler(SQLAlchemyTimeoutError)
-    async def pool_exhausted(_request: Request, _exc: SQLAlchemyTimeoutError) -> JSONResponse:
-        return _envelope(
-            503,
-            "unavailable",
-            "the server is busy (no database connection free); retry shortly",
-            headers={"Retry-After": "1"},
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        code = codes.get(exc.status_code, "http_error")
+        return _envelope(exc.status_code, code, str(exc.detail), headers=headers)
 
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"action": "unhandled", "path": request.url.path})
         return _envelope(500, "internal", "internal error; the server log has the details")
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_db_unavailable(exc):
+            return await unexpected(request, exc)
+        log.warning(
+            "database unavailable: %r",
+            exc,
+            extra={"action": "db_unavailable", "path": request.url.path},
+        )
+        busy = isinstance(exc, sa_exc.TimeoutError)  # the pool had no connection free in time
+        error = ServiceUnavailable(
+            "the server is busy (no database connection free); retry shortly"
+            if busy
+            else "the database is unavailable; retry shortly",
+            headers={"Retry-After": "1" if busy else "5"},
+        )
+        return await app_error(request, error)
+
+    # handled here rather than by the catch-all `unexpected`, which re-raises into the server log
+    for exc_type in DATABASE_ERRORS:
+        api.add_exception_handler(exc_type, database_error)

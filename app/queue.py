@@ -35,12 +35,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
 from app.errors import JobNotCancellable
-from app.examples import insert_ignoring_conflicts
+from app.examples import answers_itself, insert_ignoring_conflicts, is_current_child
 from app.hashing import content_hash
 from app.ids import uuid7
 from app.models import TERMINAL_STATUSES, Dataset, Example, Job, Task, TaskEvent
@@ -97,6 +97,17 @@ class Completion:
     already_done: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class TeacherStats:
+    """What a task saw of its teacher: failed attempts by cause (the backend's own retries
+    included), the last error, and how many requests came back answered or failed."""
+
+    errors: Mapping[str, int]
+    last_error: str | None = None
+    answered: int = 0
+    failed: int = 0
+
+
 class ExampleData(Protocol):
     """One candidate of a task (``workers.methods.base.ExampleOut`` has these fields)."""
 
@@ -132,6 +143,8 @@ class ExampleData(Protocol):
     def scores(self) -> dict[str, Any] | None: ...
     @property
     def signature(self) -> bytes | None: ...
+    @property
+    def source_id(self) -> str | None: ...
 
 
 class Outcome(Protocol):
@@ -158,9 +171,13 @@ class Outcome(Protocol):
     @property
     def max_accepted(self) -> int | None: ...
     @property
-    def recheck(self) -> Callable[[list[tuple[str, bytes | None]]], set[int]] | None: ...
+    def recheck(
+        self,
+    ) -> Callable[[list[tuple[str, bytes | None]]], dict[int, tuple[str, str]]] | None: ...
     @property
     def recheck_since(self) -> dt.datetime | None: ...
+    @property
+    def system_prompt(self) -> str | None: ...
 
 
 def backoff_seconds(
@@ -178,9 +195,17 @@ def backoff_seconds(
 async def enqueue_job(
     *, session: AsyncSession, job: Job, payloads: Sequence[dict[str, Any]], max_attempts: int
 ) -> list[Task]:
-    """Add `job` and one queued task per payload in the caller's transaction; wake the workers."""
+    """Add `job` and one queued task per payload in the caller's transaction; wake the workers.
+
+    A job with no payload has nothing to do: it is stored as succeeded at once.
+    """
     session.add(job)
     await session.flush()
+    if not payloads:
+        now = utcnow()
+        job.started_at = now
+        await _settle_job(session, job, now, None)
+        return []
     tasks = [
         Task(
             job_id=job.id,
@@ -451,14 +476,22 @@ async def complete_task(
     outcome: Outcome,
     teacher_backend: str | None = None,
     teacher_model: str | None = None,
+    teacher: TeacherStats | None = None,
+    teacher_budget_seconds: float | None = None,
+    retry_base_seconds: float = 2.0,
+    retry_max_seconds: float = 300.0,
 ) -> Completion:
     """Store the task's results and mark it succeeded, in the caller's transaction.
 
     Examples go in with ``ON CONFLICT DO NOTHING`` (unique per task and item index; per dataset
     and content hash): an accepted or pending example whose content is already in the dataset is
     kept as ``rejected``/``duplicate``. Counters, follow-up tasks and the job's status move in
-    the same transaction. Raises :class:`TaskLeaseLost` (writing nothing) unless `worker` still
-    holds the task at `attempt`; a repeat of a completion that committed is a no-op.
+    the same transaction. A follow-up whose payload has ``retry`` (items the teacher failed to
+    answer, asked again) waits :func:`backoff_seconds` of it. `teacher` feeds the job's teacher
+    error counts and its outage clock (:func:`_record_teacher`); the job fails once an outage
+    outlasts `teacher_budget_seconds`. Raises :class:`TaskLeaseLost` (writing nothing) unless
+    `worker` still holds the task at `attempt`; a repeat of a completion that committed is a
+    no-op.
     """
     now = utcnow()
     task = await _lock_task(session, task_id)
@@ -513,6 +546,13 @@ async def complete_task(
     job.teacher_seconds += outcome.teacher_seconds
     if outcome.stop_reason:
         job.stop_reason = outcome.stop_reason[:200]
+    budget_spent = (
+        _record_teacher(job, task_id, worker, teacher, now, teacher_budget_seconds)
+        if teacher is not None
+        else None
+    )
+    if outcome.system_prompt and job.system_prompt is None:
+        job.system_prompt = storable(outcome.system_prompt)
     followups = 0
     if outcome.followups:
         if job.cancel_requested or job.status in TERMINAL_STATUSES:
@@ -526,7 +566,16 @@ async def complete_task(
                 },
             )
         else:
-            followups = await _add_followups(session, job, task, outcome.followups, now)
+            followups = await _add_followups(
+                session,
+                job,
+                task,
+                outcome.followups,
+                now,
+                retry_base=retry_base_seconds,
+                retry_max=retry_max_seconds,
+                error=(teacher.last_error if teacher else None) or "teacher error",
+            )
     detail = {
         "attempt": attempt,
         "examples": len(outcome.examples),
@@ -548,6 +597,8 @@ async def complete_task(
         worker=worker,
         **detail,
     )
+    if budget_spent:
+        await _fail_job(session, job, budget_spent, now, worker, reason="teacher budget spent")
     await _settle_job(session, job, now, worker)
     return Completion(
         accepted=counts["accepted"],
@@ -569,6 +620,7 @@ async def fail_task(
     retryable: bool = True,
     retry_base_seconds: float = 2.0,
     retry_max_seconds: float = 300.0,
+    teacher: TeacherStats | None = None,
 ) -> str:
     """Record a failed attempt; returns the task's new status.
 
@@ -581,6 +633,9 @@ async def fail_task(
     _check_lease(task, task_id, worker, attempt)
     assert task is not None
     error = error[:MAX_ERROR_CHARS]
+    if teacher is not None and (teacher.errors or teacher.last_error):
+        job = await _lock_job(session, task.job_id)
+        _record_teacher(job, task_id, worker, teacher, now, None)
     if retryable and task.attempts < task.max_attempts:
         delay = backoff_seconds(task.attempts, base=retry_base_seconds, cap=retry_max_seconds)
         await session.execute(
@@ -855,24 +910,112 @@ async def _fail_for_good(
         **detail,
     )
     job = await _lock_job(session, job_id)
+    tries = "attempt" if attempts == 1 else "attempts"
+    message = f"task {seq} failed after {attempts} {tries}: {error}"
+    await _fail_job(session, job, message, now, worker, reason=f"task {seq} failed")
+
+
+async def _fail_job(
+    session: AsyncSession, job: Job, error: str, now: dt.datetime, worker: str | None, reason: str
+) -> None:
+    """The job fails with `error`; its queued tasks are cancelled, accepted examples stay."""
     if job.status in TERMINAL_STATUSES:
         return
-    tries = "attempt" if attempts == 1 else "attempts"
-    job.error = f"task {seq} failed after {attempts} {tries}: {error}"[:MAX_ERROR_CHARS]
+    job.error = error[:MAX_ERROR_CHARS]
     job.status = "failed"
     job.finished_at = now
-    cancelled = await _cancel_queued(session, job_id, now, reason=f"task {seq} failed")
+    cancelled = await _cancel_queued(session, job.id, now, reason=reason)
     session.add(
-        _event_obj(job_id, None, "job_failed", worker, {"error": job.error, "cancelled": cancelled})
+        _event_obj(job.id, None, "job_failed", worker, {"error": job.error, "cancelled": cancelled})
     )
     _log(
         logging.ERROR,
         "job failed",
         event="job_failed",
-        job_id=job_id,
+        job_id=job.id,
         worker=worker,
         error=job.error,
     )
+
+
+def _record_teacher(
+    job: Job,
+    task_id: uuid.UUID,
+    worker: str | None,
+    teacher: TeacherStats,
+    now: dt.datetime,
+    budget_seconds: float | None,
+) -> str | None:
+    """Add a task's teacher errors to the job and move its outage clock (the job row is locked).
+
+    A task that got no answer at all (every request failed) opens an outage for the job, if none
+    is open; one answer closes it, adding its length to ``teacher_wait_seconds``. Returns the
+    job's error when the open outage has used up `budget_seconds`, else None.
+    """
+    if teacher.errors:
+        merged = Counter(job.teacher_errors or {})
+        merged.update(dict(teacher.errors))
+        job.teacher_errors = dict(merged)  # a new object: the JSON column sees the change
+        _log(
+            logging.WARNING,
+            "teacher errors in task",
+            event="teacher_errors",
+            job_id=job.id,
+            task_id=task_id,
+            worker=worker,
+            errors=dict(teacher.errors),
+            last_error=teacher.last_error,
+        )
+    if teacher.last_error:
+        job.last_teacher_error = teacher.last_error[:MAX_ERROR_CHARS]
+    if teacher.answered > 0:
+        if job.teacher_down_since is not None:
+            job.teacher_wait_seconds += max(0.0, (now - job.teacher_down_since).total_seconds())
+            job.teacher_down_since = None
+        return None
+    if teacher.failed == 0:
+        return None
+    if job.teacher_down_since is None:
+        job.teacher_down_since = now
+    return _budget_error(job, now, budget_seconds)
+
+
+def _budget_error(job: Job, now: dt.datetime, budget_seconds: float | None) -> str | None:
+    if budget_seconds is None or job.teacher_down_since is None:
+        return None
+    waited = job.teacher_wait_seconds + (now - job.teacher_down_since).total_seconds()
+    if waited < budget_seconds:
+        return None
+    unanswered = max(0, job.total - job.completed - job.failed)
+    return (
+        f"teacher unavailable for {waited:.0f}s (budget {budget_seconds:g}s): {unanswered} of "
+        f"{job.total} items unanswered; last teacher error: {job.last_teacher_error or 'none'}"
+    )
+
+
+async def expire_teacher_budgets(
+    *, session: AsyncSession, budget_seconds: float, worker: str | None = None
+) -> int:
+    """Fail the active jobs whose teacher outage has used up `budget_seconds` (checked by
+    workers while their teacher is down, when no task of the job completes); returns how many."""
+    now = utcnow()
+    ids = (
+        await session.scalars(
+            select(Job.id).where(
+                Job.status.in_(ACTIVE_STATUSES),
+                Job.teacher_down_since.is_not(None),
+                Job.teacher_down_since <= now - dt.timedelta(seconds=budget_seconds),
+            )
+        )
+    ).all()
+    failed = 0
+    for job_id in ids:
+        job = await _lock_job(session, job_id)
+        error = _budget_error(job, now, budget_seconds) if job.status in ACTIVE_STATUSES else None
+        if error:
+            await _fail_job(session, job, error, now, worker, reason="teacher budget spent")
+            failed += 1
+    return failed
 
 
 async def _settle_job(
@@ -921,23 +1064,33 @@ async def _add_followups(
     task: Any,
     payloads: Sequence[dict[str, Any]],
     now: dt.datetime,
+    *,
+    retry_base: float = 2.0,
+    retry_max: float = 300.0,
+    error: str = "teacher error",
 ) -> int:
+    """Queue the follow-up tasks; one with ``retry`` in its payload (a teacher retry) runs after
+    :func:`backoff_seconds` of it and carries `error` as its ``last_error``."""
     top = await session.scalar(select(func.max(Task.seq)).where(Task.job_id == job.id))
-    rows = [
-        {
-            "id": uuid7(),
-            "job_id": job.id,
-            "seq": (top or 0) + 1 + i,
-            "payload": dict(payload),
-            "teacher_model": task.teacher_model,
-            "status": "queued",
-            "attempts": 0,
-            "max_attempts": task.max_attempts,
-            "run_after": now,
-            "created_at": now,
-        }
-        for i, payload in enumerate(payloads)
-    ]
+    rows = []
+    for i, payload in enumerate(payloads):
+        retry = int(payload.get("retry") or 0)
+        delay = backoff_seconds(retry, base=retry_base, cap=retry_max) if retry else 0.0
+        rows.append(
+            {
+                "id": uuid7(),
+                "job_id": job.id,
+                "seq": (top or 0) + 1 + i,
+                "payload": dict(payload),
+                "teacher_model": task.teacher_model,
+                "status": "queued",
+                "attempts": 0,
+                "max_attempts": task.max_attempts,
+                "run_after": now + dt.timedelta(seconds=delay),
+                "last_error": error[:MAX_ERROR_CHARS] if retry else None,
+                "created_at": now,
+            }
+        )
     await session.execute(insert(Task), rows)
     await session.execute(
         insert(TaskEvent),
@@ -957,8 +1110,9 @@ def _duplicate(row: dict[str, Any]) -> None:
 async def _recheck(
     session: AsyncSession, dataset_id: uuid.UUID, task_id: uuid.UUID, outcome: Outcome
 ) -> None:
-    """Reject as near duplicates the accepted examples that the outcome's check finds among
-    the dataset's examples stored since its snapshot (by other tasks running at the same time)."""
+    """Reject the accepted examples that the outcome's check finds duplicated (`duplicate`) or
+    nearly duplicated (`near_duplicate`) among the dataset's examples stored since its snapshot
+    (by other tasks running at the same time), with the check's detail (the match, the score)."""
     assert outcome.recheck is not None and outcome.recheck_since is not None
     rows = (
         await session.execute(
@@ -976,8 +1130,7 @@ async def _recheck(
     for ex in outcome.examples:
         if ex.item_index in clashes and ex.status == "accepted":
             ex.status = "rejected"  # type: ignore[misc]
-            ex.reject_reason = "near_duplicate"  # type: ignore[misc]
-            ex.reject_detail = "near duplicate of an example stored by a parallel round"  # type: ignore[misc]
+            ex.reject_reason, ex.reject_detail = clashes[ex.item_index]  # type: ignore[misc]
 
 
 def storable(value: Any) -> Any:
@@ -1044,6 +1197,7 @@ async def _write_examples(
                     "raw_output": ex.raw_output,
                     "scores": ex.scores,
                     "signature": ex.signature,
+                    "source_id": uuid.UUID(str(ex.source_id)) if ex.source_id else None,
                     "created_at": now,
                     **provenance,
                 }
@@ -1081,6 +1235,13 @@ async def _write_examples(
             row["reject_detail"] = "the job's target was reached"
             row["dedup_key"] = None
             counts["over_target"] += 1
+    answers = [r for r in rows if r["source_id"] is not None and r["status"] == "accepted"]
+    relabel = False
+    if answers:
+        params = await session.scalar(select(Job.params).where(Job.id == job_id))
+        relabel = (params or {}).get("relabel") is True
+        if not relabel:
+            counts["already_answered"] += await _keep_first_answers(session, answers)
     stmt = insert_ignoring_conflicts(_dialect(session)).returning(
         Example.item_index, Example.status
     )
@@ -1095,5 +1256,67 @@ async def _write_examples(
                 row["id"] = uuid7()
             counts["duplicates"] += len(late)
             written.update((await session.execute(stmt, late)).tuples().all())
+    if relabel:
+        stored = [r for r in answers if written.get(r["item_index"]) == "accepted"]
+        await _supersede(session, dataset_id, stored)
     counts.update(written.values())
     return counts
+
+
+async def _keep_first_answers(session: AsyncSession, answers: list[dict[str, Any]]) -> int:
+    """Reject (``already_answered``) the answers whose prompt has a current answer already: one
+    that a concurrent job stored since this job was planned, or an earlier row of this batch.
+    Runs under the dataset lock (Postgres) or the single writer (SQLite). Returns how many."""
+    sources = list({r["source_id"] for r in answers})
+    answered: set[uuid.UUID] = set()
+    for start in range(0, len(sources), _IN_CHUNK):
+        chunk = sources[start : start + _IN_CHUNK]
+        answered.update(
+            (
+                await session.scalars(
+                    select(Example.source_id).where(
+                        Example.source_id.in_(chunk), is_current_child()
+                    )
+                )
+            ).all()
+        )
+        answered.update(
+            (
+                await session.scalars(
+                    select(Example.id).where(Example.id.in_(chunk), answers_itself())
+                )
+            ).all()
+        )
+    rejected = 0
+    for row in answers:
+        if row["source_id"] in answered:
+            row["status"] = "rejected"
+            row["reject_reason"] = "already_answered"
+            row["reject_detail"] = f"prompt {row['source_id']} has an answer already"
+            row["dedup_key"] = None
+            rejected += 1
+        else:
+            answered.add(row["source_id"])
+    return rejected
+
+
+async def _supersede(
+    session: AsyncSession, dataset_id: uuid.UUID, stored: list[dict[str, Any]]
+) -> None:
+    """Relabel: each new answer replaces its prompt's current answer (an earlier labeled answer
+    or the prompt's own output), which keeps its row and status and points at its successor."""
+    table = Example.__table__
+    stmt = (
+        update(table)
+        .where(
+            table.c.dataset_id == dataset_id,
+            or_(table.c.source_id == bindparam("b_src"), table.c.id == bindparam("b_src")),
+            table.c.status == "accepted",
+            table.c.superseded_by.is_(None),
+            table.c.id != bindparam("b_new"),
+        )
+        .values(superseded_by=bindparam("b_new"))
+    )
+    # executed in order: two answers to one prompt in a batch leave the last one current
+    if stored:
+        await session.execute(stmt, [{"b_src": r["source_id"], "b_new": r["id"]} for r in stored])

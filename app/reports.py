@@ -63,10 +63,22 @@ async def job_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
             "total": job.prompt_tokens + job.completion_tokens,
         },
         "teacher_seconds": round(job.teacher_seconds, 3),
+        "teacher_errors": dict(job.teacher_errors or {}),
+        "last_teacher_error": job.last_teacher_error,
+        "teacher_wait_seconds": round(_teacher_wait(job), 3),
         "wall_seconds": round(wall, 3) if wall is not None else None,
         "examples_per_minute": round(accepted / wall * 60, 2) if wall else None,
         "diversity": diversity(instructions),
     }
+
+
+def _teacher_wait(job: Job) -> float:
+    """Seconds of teacher unavailability, the outage still open included."""
+    open_for = 0.0
+    if job.teacher_down_since is not None:
+        end = job.finished_at or utcnow()
+        open_for = max(0.0, (end - job.teacher_down_since).total_seconds())
+    return job.teacher_wait_seconds + open_for
 
 
 def _wall_seconds(job: Job) -> float | None:

@@ -14,7 +14,7 @@ from app.models import JobStatus
 
 T = TypeVar("T")
 
-ExportFormat = Literal["alpaca", "messages", "sharegpt"]
+ExportFormat = Literal["alpaca", "messages", "sharegpt", "prompt_completion"]
 
 
 def _find_nul(value: Any, path: str) -> str | None:
@@ -86,7 +86,7 @@ class DatasetRead(BaseModel):
     description: str
     created_at: dt.datetime
     counts: dict[str, dict[str, int]] | None = Field(
-        None, description="examples by origin, then by status (one dataset only)"
+        None, description="examples by origin, then by status"
     )
     total_examples: int | None = None
 
@@ -170,6 +170,10 @@ class ExampleRead(BaseModel):
     usage: dict[str, Any] | None
     raw_output: str | None
     scores: dict[str, Any] | None
+    source_id: uuid.UUID | None = Field(description="the prompt this example answers (labeling)")
+    superseded_by: uuid.UUID | None = Field(
+        description="the answer that replaced this one (relabel); left out of default exports"
+    )
     created_at: dt.datetime
 
 
@@ -196,6 +200,45 @@ class SkillRead(BaseModel):
     rubric: str
     output_format: str
     created_at: dt.datetime
+
+
+# benchmarks -------------------------------------------------------------------------------------
+
+
+class BenchmarkItemIn(_In):
+    text: str = Field(..., max_length=1_000_000, pattern=NOT_BLANK)
+
+
+class BenchmarkCreate(_In):
+    """A test set to keep out of generated data (JSON form; JSONL: one item per line)."""
+
+    name: str = Field(..., min_length=1, max_length=200, pattern=NOT_BLANK)
+    items: list[BenchmarkItemIn] = Field(..., min_length=1)
+    default: bool = Field(False, description="applied to every job of the tenant")
+
+
+class BenchmarkUpdate(_In):
+    default: bool = Field(..., description="applied to every job of the tenant")
+
+
+class BenchmarkRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    items: int = Field(description="number of items")
+    default: bool
+    created_at: dt.datetime
+
+
+class DecontaminateRequest(_In):
+    benchmarks: list[uuid.UUID] | None = Field(
+        None, max_length=1000, description="benchmark ids (default: the tenant's defaults)"
+    )
+
+
+class DecontaminateResult(BaseModel):
+    checked: int = Field(description="accepted and pending examples checked")
+    contaminated: int = Field(description="of them, rejected now as `contaminated`")
+    by_benchmark: dict[str, int] = Field(description="hits per benchmark id")
 
 
 # jobs -------------------------------------------------------------------------------------------
@@ -228,6 +271,39 @@ class Progress(BaseModel):
     failed: int
 
 
+HealthState = Literal["ok", "waiting_for_worker", "waiting_for_teacher", "retrying"]
+
+
+class JobHealth(BaseModel):
+    """Whether the job can make progress now (app.health)."""
+
+    state: HealthState
+    message: str = Field(description="why, in words (empty when all is well)")
+    since: dt.datetime | None = Field(description="when this state began, where known")
+    last_error: str | None = Field(description="the last teacher error (or the job's error)")
+
+
+class WorkerRead(BaseModel):
+    """A registered worker (GET /v1/workers)."""
+
+    name: str
+    host: str
+    pid: int | None
+    model: str | None
+    backend: str | None
+    kinds: list[str]
+    concurrency: int
+    in_flight: int
+    teacher_state: Literal["ok", "down"]
+    teacher_down_since: dt.datetime | None
+    last_teacher_error: str | None
+    last_teacher_error_at: dt.datetime | None
+    started_at: dt.datetime
+    last_seen_at: dt.datetime
+    stopped_at: dt.datetime | None
+    live: bool = Field(description="heartbeating now (seen within a few heartbeat periods)")
+
+
 class JobRead(BaseModel):
     id: uuid.UUID
     dataset_id: uuid.UUID
@@ -243,6 +319,7 @@ class JobRead(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    health: JobHealth
 
 
 class Tokens(BaseModel):
@@ -277,6 +354,14 @@ class JobReport(BaseModel):
     failed: int = Field(description="items whose teacher calls failed for good")
     tokens: Tokens
     teacher_seconds: float = Field(description="time spent in teacher calls (summed over tasks)")
+    teacher_errors: dict[str, int] = Field(
+        description="failed teacher attempts by cause (http_500, http_429, timeout, connection, "
+        "malformed ...), the backend's own retries included; every one was retried"
+    )
+    last_teacher_error: str | None
+    teacher_wait_seconds: float = Field(
+        description="time the job spent with the teacher answering nothing (of its budget)"
+    )
     wall_seconds: float | None = Field(description="from the first claim to the end (or now)")
     examples_per_minute: float | None
     diversity: Diversity

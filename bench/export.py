@@ -1,6 +1,6 @@
 """Benchmark: streamed JSONL export from Postgres vs COPY of the same rows, and server memory.
 
-    .venv/bin/python -m bench.export --rows 200000
+    .venv/bin/python -m bench.export --rows 200000 [--query 'format=prompt_completion&system=true']
 
 Builds a fresh Postgres database with N generated examples (INSERT ... SELECT generate_series),
 starts `distillery serve` as a subprocess, downloads the export over loopback while sampling the
@@ -89,7 +89,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def export_once(port: int, proc: psutil.Process) -> tuple[int, float, float, int]:
+def export_once(port: int, proc: psutil.Process, query: str = "") -> tuple[int, float, float, int]:
     peak = proc.memory_info().rss
     done = threading.Event()
 
@@ -105,7 +105,9 @@ def export_once(port: int, proc: psutil.Process) -> tuple[int, float, float, int
     start = time.perf_counter()
     with (
         httpx.Client(timeout=600) as client,
-        client.stream("GET", f"http://127.0.0.1:{port}/v1/datasets/{DATASET}/export") as response,
+        client.stream(
+            "GET", f"http://127.0.0.1:{port}/v1/datasets/{DATASET}/export?{query}"
+        ) as response,
     ):
         response.raise_for_status()
         for chunk in response.iter_raw():
@@ -120,6 +122,7 @@ def export_once(port: int, proc: psutil.Process) -> tuple[int, float, float, int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--query", default="", help="export query string, e.g. system=true")
     args = parser.parse_args()
     asyncio.run(prepare(args.rows))
     port = free_port()
@@ -138,7 +141,7 @@ def main() -> None:
                 time.sleep(0.1)
         proc = psutil.Process(server.pid)
         idle_rss = proc.memory_info().rss
-        lines, mb, seconds, peak = export_once(port, proc)
+        lines, mb, seconds, peak = export_once(port, proc, args.query)
         copy_mb, copy_s = asyncio.run(copy_mb_s())
     finally:
         server.terminate()

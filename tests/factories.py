@@ -9,9 +9,9 @@ import httpx
 
 
 def make_dataset(client: httpx.Client, name: str | None = None, **extra: Any) -> dict[str, Any]:
-    response = client.post(
-        "/v1/datasets", json={"name": name or f"ds-{uuid.uuid4().hex[:8]}", **extra}
-    )
+    """A dataset with a description (expansion jobs without a skill_id need one)."""
+    body = {"name": name or f"ds-{uuid.uuid4().hex[:8]}", "description": "short tasks", **extra}
+    response = client.post("/v1/datasets", json=body)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
 

@@ -131,7 +131,8 @@ def test_job_validation(client: httpx.Client, dataset: dict) -> None:
     assert client.get("/v1/jobs").json()["data"] == []
 
 
-def test_nothing_to_do_is_a_conflict(client: httpx.Client) -> None:
+def test_nothing_to_do(client: httpx.Client) -> None:
+    """An empty dataset is a conflict; a fully answered one gives a job that succeeds at once."""
     ds = make_dataset(client)
     assert_error(
         client.post(
@@ -140,11 +141,15 @@ def test_nothing_to_do_is_a_conflict(client: httpx.Client) -> None:
         409,
         "conflict",
     )
-    upload_seeds(client, ds["id"], seed_items(3))
-    err = assert_error(
+    assert_error(
         client.post("/v1/jobs", json={"dataset_id": ds["id"], "kind": "labeling"}), 409, "conflict"
     )
-    assert "relabel" in err["message"]
+    upload_seeds(client, ds["id"], seed_items(3))
+    response = client.post("/v1/jobs", json={"dataset_id": ds["id"], "kind": "labeling"})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["status"] == "succeeded" and job["progress"]["total"] == 0
+    assert "relabel" in job["stop_reason"]
 
 
 async def test_cancel_queued_job(client: httpx.Client, dataset: dict, database: Database) -> None:

@@ -152,7 +152,7 @@ def test_hostile_teacher_is_curated(fast: Settings) -> None:
         for reason in (
             "duplicate",
             "near_duplicate",
-            "blocklist",
+            "non_text",  # the injected "Draw a picture of ..." (the default filters since issue 11)
             "refusal",
             "unparseable",
             "truncated",
@@ -230,6 +230,7 @@ def test_tiny_transformers_teacher_ends_cleanly(fast: Settings, tmp_path: Path) 
         assert set(report["rejected_by_reason"]) <= {
             "unparseable", "truncated", "too_short", "too_long", "bad_start", "empty",
             "near_duplicate", "duplicate", "refusal", "blocklist", "repeats_input", "over_target",
+            "non_text", "wrong_language",
         }  # fmt: skip
         # whatever it accepted is exported, with the model recorded as its teacher
         rows = export(client, ds, origin="generated", metadata=True)

@@ -422,6 +422,7 @@ def test_serve_without_a_teacher_warns_and_runs_no_worker(
     with caplog.at_level(logging.WARNING):
         assert cli.embedded_workers(nothing) == []
     assert "no teacher configured" in caplog.text and "without a worker" in caplog.text
+    assert "no worker will run jobs" in caplog.text
 
 
 async def test_fetch_examples_keeps_the_order_given(database: Database, fast: Settings) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
 from bench.emulator import Emulator, EmulatorConfig
 from tests.emulator_proc import EmulatorProcess, running_emulator
@@ -38,6 +39,14 @@ from workers.teachers.openai import (
 
 MODEL = "emulator-model"
 API_KEY = "sekrit-key"
+FAULTS_ALL = ["rate_limit", "server_error", "drop", "malformed", "hang"]
+CAUSE = {
+    "rate_limit": "http_429",
+    "server_error": "http_500",
+    "drop": "connection",
+    "malformed": "malformed",
+    "hang": "timeout",
+}
 
 MakeTeacher = Callable[..., OpenAITeacher]
 
@@ -196,17 +205,82 @@ def test_parse_completion_is_a_tolerant_reader() -> None:
     body = {
         "choices": [
             {"index": 1, "message": {"content": "second", "extra": 1}, "finish_reason": "stop"},
-            {"index": 0, "message": {"content": None}, "finish_reason": "length", "x": []},
+            {"index": 0, "message": {"content": ""}, "finish_reason": "length", "x": []},
         ],
+        "usage": {"prompt_tokens": 3},
         "unknown": {"field": True},
     }
     generations, usage = parse_completion(body)
     assert [g.text for g in generations] == ["", "second"]
     assert [g.finish_reason for g in generations] == ["length", "stop"]
-    assert (usage.prompt_tokens, usage.completion_tokens) == (0, 0)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (3, 0)
     for bad in ({}, {"choices": []}, {"choices": [{"no": "message"}]}, [1, 2], "text"):
         with pytest.raises(TeacherBadResponse):
             parse_completion(bad)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"choices": [{"message": {"content": None}}], "usage": {}},  # null content
+        {"choices": [{"message": {"content": ["a", "list"]}}], "usage": {}},  # not text
+        {"choices": [{"message": {}}], "usage": {}},  # no content at all
+        {"choices": [{"message": {"content": "fine"}}]},  # no usage
+        {"usage": {"prompt_tokens": 1}},  # no choices
+    ],
+)
+def test_protocol_errors_are_malformed_not_blank_answers(body: dict[str, Any]) -> None:
+    with pytest.raises(TeacherBadResponse):
+        parse_completion(body)
+
+
+async def test_null_content_is_retried_and_counted_as_malformed(
+    make_teacher: MakeTeacher,
+) -> None:
+    """A server answering `content: null` twice, then text: the request is retried (never a
+    blank answer) and the result says which failed attempts it took."""
+    calls = 0
+
+    async def chat(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        content = None if calls <= 2 else "a real answer"
+        message = {"role": "assistant", "content": content}
+        return web.json_response(
+            {
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        teacher = make_teacher(f"http://127.0.0.1:{port}/v1")
+        [result] = await teacher.generate(requests(1))
+    finally:
+        await runner.cleanup()
+    assert result.ok and result.generations[0].text == "a real answer"
+    assert result.attempt_errors == {"malformed": 2} and calls == 3
+
+
+@pytest.mark.parametrize("kind", FAULTS_ALL)
+async def test_failed_attempts_are_counted_by_cause(
+    emu: EmulatorProcess, make_teacher: MakeTeacher, kind: str
+) -> None:
+    spec: dict[str, Any] = {"count": 2}
+    if kind == "rate_limit":
+        spec["retry_after_s"] = 0.01
+    emu.set_faults({kind: spec})
+    teacher = make_teacher(emu.base_url, **({"request_timeout_s": 0.4} if kind == "hang" else {}))
+    results = await teacher.generate(requests(1))
+    assert results[0].ok
+    assert results[0].attempt_errors == {CAUSE[kind]: 2}
 
 
 def test_retry_delay_honours_retry_after_and_backs_off_exponentially() -> None:

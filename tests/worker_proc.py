@@ -88,7 +88,11 @@ METHODS: dict[str, Any] = {**REAL_METHODS, KIND: sys.modules[__name__]}
 async def add_dataset(db: Database, name: str | None = None) -> uuid.UUID:
     """A dataset of the default tenant."""
     async with db.transaction() as session:
-        dataset = Dataset(tenant_id=DEFAULT_TENANT_ID, name=name or f"ds-{uuid.uuid4().hex[:8]}")
+        dataset = Dataset(
+            tenant_id=DEFAULT_TENANT_ID,
+            name=name or f"ds-{uuid.uuid4().hex[:8]}",
+            description="short tasks",  # expansion jobs without a skill_id need one
+        )
         session.add(dataset)
         await session.flush()
         return dataset.id

@@ -18,6 +18,13 @@ What happens to a task (all state changes through ``app.queue``)::
     database unavailable     release_task after a short delay (attempt not counted)
     lease lost               nothing (another worker has the task)
     shutdown (SIGTERM)       in-flight tasks get ``shutdown_grace_seconds``, the rest released
+
+Every teacher result a method gets is tallied per task (failed attempts by cause, answered,
+failed) and stored with the task's completion or failure (the job's ``teacher_errors`` and its
+outage clock, app.queue). A circuit breaker (workers.breaker) watches the same results: while
+the teacher is down the runner claims nothing, probes it every ``teacher_probe_seconds`` and
+fails the jobs whose teacher unavailability budget is spent. The worker registers in the
+``workers`` table at start and heartbeats there (in flight, teacher state, last teacher error).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
+import socket
 import time
 import uuid
 from collections import Counter
@@ -34,16 +43,19 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import queue
+from app import benchmarks, contamination, queue
+from app import workers as registry
 from app.config import Settings
+from app.db import is_db_unavailable
 from app.models import TERMINAL_STATUSES, Example, Job, Skill
 from app.state import Database
+from workers import breaker as breakers
 from workers.methods import METHODS
 from workers.methods.base import JobCancelled, TaskInput, TaskOutcome
+from workers.teachers.base import TeacherError, TeacherRequest, TeacherResult, error_cause
 
 if TYPE_CHECKING:
     from workers.teachers.base import Teacher
@@ -52,17 +64,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 REAP_EVERY_S = 1.0
+BENCHMARK_INDEXES = 8  # contamination indexes a worker keeps (one per set of benchmarks)
 
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    OSError,
-    TimeoutError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,  # includes ConnectionDoesNotExistError
-    asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown, CannotConnectNow
-)
 _SKILL_FIELDS = ("id", "name", "description", "domain", "guidelines", "rubric", "output_format")
 _EXAMPLE_COLUMNS = (
     Example.id,
@@ -78,31 +81,39 @@ _PROGRESS_FIELDS = ("total", "completed", "accepted", "rejected", "failed", "pro
                     "completion_tokens", "teacher_seconds", "status", "stop_reason")  # fmt: skip
 
 
-def is_db_unavailable(exc: BaseException) -> bool:
-    """True when `exc` means the database cannot be reached now (worth waiting and retrying)."""
-    if isinstance(exc, sa_exc.DBAPIError) and (
-        exc.connection_invalidated
-        or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-    ):
-        return True
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, _CONNECTION_ERRORS):
-            return True
-        seen.add(id(current))
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else current.__cause__
-    return False
-
-
 class DatabaseUnavailable(Exception):
     """The database could not be reached while the method read from it."""
+
+
+@dataclasses.dataclass
+class _Tally:
+    """What one task saw of the teacher (see :class:`app.queue.TeacherStats`)."""
+
+    errors: Counter[str] = dataclasses.field(default_factory=Counter)
+    last_error: str | None = None
+    answered: int = 0
+    failed: int = 0
+
+    def add(self, results: Sequence[TeacherResult]) -> None:
+        for result in results:
+            if result.attempt_errors:
+                self.errors.update(result.attempt_errors)
+            elif result.error is not None:  # a backend that does not count its attempts
+                self.errors[error_cause(result.error)] += 1
+            if result.error is None:
+                self.answered += 1
+            else:
+                self.failed += 1
+                self.last_error = f"{type(result.error).__name__}: {result.error.message}"
+
+    def stats(self) -> queue.TeacherStats:
+        return queue.TeacherStats(dict(self.errors), self.last_error, self.answered, self.failed)
 
 
 @dataclasses.dataclass(eq=False)
 class _Running:
     claimed: queue.ClaimedTask
+    tally: _Tally = dataclasses.field(default_factory=_Tally)
     task: asyncio.Task[None] | None = None
     work: asyncio.Task[TaskOutcome] | None = None
     phase: str = "method"  # method -> finishing
@@ -123,6 +134,7 @@ class Runner:
         concurrency: int | None = None,
         worker_id: str | None = None,
         listen: bool | None = None,
+        breaker: breakers.Breaker | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -139,7 +151,15 @@ class Runner:
         self._hard_stop = False
         self._running: dict[uuid.UUID, _Running] = {}
         self._skills: dict[uuid.UUID, dict[str, Any] | None] = {}
+        # contamination indexes by benchmark ids, built once (benchmarks never change)
+        self._benchmark_indexes: dict[tuple[str, ...], asyncio.Future[contamination.Index]] = {}
         self._reaped_at = -REAP_EVERY_S
+        self.breaker = breaker or breakers.Breaker(
+            threshold=settings.teacher_breaker_failures,
+            probe_seconds=settings.teacher_probe_seconds,
+        )
+        self._breaker_changes = 0
+        self._report = asyncio.Event()  # heartbeat the registry now (the breaker moved)
         if settings.heartbeat_seconds * 2 > settings.lease_seconds:
             log.warning(
                 "heartbeat_seconds (%s) should be at most half of lease_seconds (%s), or a busy "
@@ -170,6 +190,7 @@ class Runner:
     async def run(self) -> None:
         """Run until :meth:`stop` (or cancellation); then finish or release what is held."""
         listener = asyncio.create_task(self._listen()) if self.listen else None
+        presence = asyncio.create_task(self._presence())
         kinds = sorted(self.methods)
         if not kinds:
             self._log(logging.WARNING, "no methods registered: this worker claims nothing",
@@ -182,6 +203,10 @@ class Runner:
         finally:
             self._stopping.set()
             await self._shutdown()
+            presence.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await presence
+            await self._unregister()
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -195,6 +220,9 @@ class Runner:
         delay = 0.0
         while not self._stopping.is_set():
             self._wakeup.clear()  # before claiming: a wake-up during the claim is not lost
+            if self.breaker.open:
+                await self._probe()
+                continue
             free = self.concurrency - len(self._running)
             if free > 0:
                 try:
@@ -274,7 +302,7 @@ class Runner:
 
     async def _execute(self, state: _Running) -> None:
         claimed = state.claimed
-        state.work = asyncio.create_task(self._work(claimed))
+        state.work = asyncio.create_task(self._work(state))
         beat = asyncio.create_task(self._heartbeat(state))
         try:
             await asyncio.wait({state.work})
@@ -313,8 +341,10 @@ class Runner:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await state.work
 
-    async def _work(self, claimed: queue.ClaimedTask) -> TaskOutcome:
-        ctx = _Context(self, claimed)  # the claim skipped cancelled jobs; the method checks again
+    async def _work(self, state: _Running) -> TaskOutcome:
+        claimed = state.claimed
+        # the claim skipped cancelled jobs; the method checks again
+        ctx = _Context(self, claimed, _TaskTeacher(self, state.tally))
         method = self.methods[claimed.kind]
         task = TaskInput(
             job_id=str(claimed.job_id),
@@ -372,6 +402,10 @@ class Runner:
                 outcome=outcome,
                 teacher_backend=self.teacher.backend,
                 teacher_model=self.teacher.model,
+                teacher=state.tally.stats(),
+                teacher_budget_seconds=self.settings.teacher_unavailable_budget_seconds,
+                retry_base_seconds=self.settings.retry_base_seconds,
+                retry_max_seconds=self.settings.retry_max_seconds,
             )
 
         try:
@@ -415,6 +449,7 @@ class Runner:
                 retryable=retryable,
                 retry_base_seconds=self.settings.retry_base_seconds,
                 retry_max_seconds=self.settings.retry_max_seconds,
+                teacher=state.tally.stats(),
                 **common,
             )
 
@@ -448,6 +483,100 @@ class Runner:
 
     def _transition_deadline(self) -> float:
         return max(60.0, 2 * self.settings.lease_seconds)
+
+    # --- the teacher's breaker and the worker registry ------------------------------------
+
+    def _teacher_results(self, tally: _Tally, results: Sequence[TeacherResult]) -> None:
+        """Tally a method's teacher results and feed the breaker; report a change at once."""
+        tally.add(results)
+        self.breaker.record(results)
+        if self.breaker.changes != self._breaker_changes:
+            self._breaker_changes = self.breaker.changes
+            self._report.set()
+            if self.breaker.open:
+                self._log(logging.WARNING, f"teacher down ({self.breaker.failures} requests in a "
+                          f"row failed; last: {self.breaker.last_error}): claiming nothing, "
+                          f"probing every {self.breaker.probe_seconds:g}s", "teacher_down",
+                          last_error=self.breaker.last_error)  # fmt: skip
+            else:
+                self._log(logging.INFO, "teacher answers again: claiming", "teacher_up")
+
+    async def _probe(self) -> None:
+        """While the breaker is open: wait, probe the teacher, and settle spent budgets."""
+        await self._sleep(self.breaker.probe_seconds)
+        if self._stopping.is_set() or not self.breaker.open:
+            return
+        try:
+            await asyncio.wait_for(breakers.probe(self.teacher), timeout=30)
+        except TeacherError as exc:
+            if not breakers.is_outage(exc):  # it answers, if not as we would like
+                self.breaker.success()
+            else:
+                self.breaker.failure(exc)
+        except Exception as exc:  # a probe must not stop the loop
+            self.breaker.failure(TeacherError(f"probe failed: {exc!r}"))
+        else:
+            self.breaker.success()
+        self._teacher_results(_Tally(), [])  # logs and reports a change
+        if self.breaker.open:
+            await self._expire_budgets()
+
+    async def _expire_budgets(self) -> None:
+        try:
+            async with self.db.transaction() as session:
+                failed = await queue.expire_teacher_budgets(
+                    session=session,
+                    budget_seconds=self.settings.teacher_unavailable_budget_seconds,
+                    worker=self.worker,
+                )
+        except Exception as exc:
+            self._log(logging.WARNING, f"teacher budget check failed: {exc!r}", "budget_check")
+            return
+        if failed:
+            self._log(logging.ERROR, f"{failed} jobs failed: teacher unavailability budget spent",
+                      "teacher_budget_spent", jobs=failed)  # fmt: skip
+
+    async def _presence(self) -> None:
+        """Register in the ``workers`` table, then heartbeat there until cancelled."""
+        registered = False
+        while True:
+            self._report.clear()
+            try:
+                async with self.db.transaction() as session:
+                    if registered:
+                        registered = await registry.heartbeat(
+                            session=session,
+                            name=self.worker,
+                            in_flight=len(self._running),
+                            teacher_state="down" if self.breaker.open else "ok",
+                            teacher_down_since=self.breaker.down_since,
+                            last_teacher_error=self.breaker.last_error,
+                            last_teacher_error_at=self.breaker.last_error_at,
+                            model=self.teacher.model,
+                        )
+                    else:
+                        await registry.register(
+                            session=session,
+                            name=self.worker,
+                            host=socket.gethostname(),
+                            pid=os.getpid(),
+                            model=self.teacher.model,
+                            backend=self.teacher.backend,
+                            kinds=list(self.methods),
+                            concurrency=self.concurrency,
+                        )
+                        registered = True
+                        continue
+            except Exception as exc:
+                self._log(logging.WARNING, f"worker heartbeat failed: {exc!r}", "worker_beat")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report.wait(), timeout=self.settings.heartbeat_seconds)
+
+    async def _unregister(self) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                async with self.db.transaction() as session:
+                    await registry.stopped(session=session, name=self.worker)
 
     # --- wake-ups ------------------------------------------------------------------------
 
@@ -507,16 +636,38 @@ class Runner:
         log.log(level, message, extra={"action": action, "worker": self.worker, **fields})
 
 
+class _TaskTeacher:
+    """The worker's teacher as one task sees it: every result is tallied for the task and
+    recorded by the breaker."""
+
+    def __init__(self, runner: Runner, tally: _Tally) -> None:
+        self._runner = runner
+        self._tally = tally
+        self.backend = runner.teacher.backend
+        self.model = runner.teacher.model
+
+    async def generate(self, requests: Sequence[TeacherRequest]) -> list[TeacherResult]:
+        results = await self._runner.teacher.generate(requests)
+        self._runner._teacher_results(self._tally, results)
+        return results
+
+    async def aclose(self) -> None:
+        """The worker closes its teacher, not a task."""
+
+
 class _Context:
     """What a method sees of the world (:class:`workers.methods.base.MethodContext`)."""
 
-    def __init__(self, runner: Runner, claimed: queue.ClaimedTask) -> None:
+    def __init__(
+        self, runner: Runner, claimed: queue.ClaimedTask, teacher: _TaskTeacher | None = None
+    ) -> None:
         self._runner = runner
         self._claimed = claimed
+        self._teacher = teacher
 
     @property
     def teacher(self) -> Teacher:
-        return self._runner.teacher
+        return self._teacher or self._runner.teacher
 
     async def check_cancel(self) -> None:
         try:
@@ -571,6 +722,7 @@ class _Context:
                     Example.dataset_id == self._claimed.dataset_id,
                     Example.origin == origin,
                     Example.status == "accepted",
+                    Example.superseded_by.is_(None),  # an answer a relabel replaced is history
                 )
                 .order_by(func.random())
                 .limit(n)
@@ -580,8 +732,8 @@ class _Context:
 
     async def skill(self) -> dict[str, Any] | None:
         skill_id = self._claimed.skill_id
-        if skill_id is None:
-            return None
+        if skill_id is None:  # expansion jobs carry the dataset's description (app.jobs)
+            return self._claimed.params.get("skill_from_dataset")
         if skill_id not in self._runner._skills:
             rows = await self._read(
                 select(*(getattr(Skill, f) for f in _SKILL_FIELDS)).where(Skill.id == skill_id)
@@ -590,6 +742,29 @@ class _Context:
                 {**rows[0]._asdict(), "id": str(skill_id)} if rows else None
             )
         return self._runner._skills[skill_id]
+
+    async def benchmark_index(self, ids: Sequence[str]) -> contamination.Index | None:
+        """The contamination index of these benchmarks (None for none), built once per worker
+        and set of ids, off the event loop; a deleted benchmark has no items."""
+        if not ids:
+            return None
+        key = tuple(sorted(set(ids)))
+        cache = self._runner._benchmark_indexes
+        future = cache.get(key)
+        if future is None:
+            future = cache[key] = asyncio.ensure_future(self._build_index(key))
+            while len(cache) > BENCHMARK_INDEXES:
+                cache.pop(next(iter(cache)))
+        try:
+            return await asyncio.shield(future)
+        except Exception:
+            if cache.get(key) is future:  # not cached: the next task tries again
+                del cache[key]
+            raise
+
+    async def _build_index(self, ids: Sequence[str]) -> contamination.Index:
+        items = benchmarks.item_tuples(await self._read(benchmarks.items_query(ids)))
+        return await asyncio.to_thread(contamination.build_index, items)
 
     async def _read(self, stmt: Any) -> list[Any]:
         try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api import datasets, exports, health, jobs, skills
+from app.api import benchmarks, datasets, exports, health, jobs, skills, workers
 
 api_router = APIRouter()
-for module in (health, datasets, exports, skills, jobs):
+for module in (health, datasets, exports, skills, jobs, workers, benchmarks):
     api_router.include_router(module.router)

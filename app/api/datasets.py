@@ -45,19 +45,21 @@ async def create_dataset(body: DatasetCreate, db: DbDep, tenant: TenantDep) -> D
         dataset = await datasets.add_dataset(
             session=session, tenant_id=tenant, name=body.name, description=body.description
         )
-    return _read(dataset)
+        counts = await datasets.count_examples(session=session, dataset_id=dataset.id)
+    return _read(dataset, counts)
 
 
 @router.get("")
 async def list_datasets(
     db: DbDep, tenant: TenantDep, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[DatasetRead]:
-    """The tenant's datasets, oldest first."""
+    """The tenant's datasets, oldest first, each with its examples counted."""
     async with db.reading() as session:
         rows, next_cursor = await datasets.list_datasets(
             session=session, tenant_id=tenant, limit=limit, cursor=cursor
         )
-    return Page(data=[_read(d) for d in rows], next_cursor=next_cursor)
+        counts = await datasets.count_examples_of(session=session, dataset_ids=[d.id for d in rows])
+    return Page(data=[_read(d, counts[d.id]) for d in rows], next_cursor=next_cursor)
 
 
 @router.get("/{dataset_id}")

@@ -34,9 +34,17 @@ async def export_dataset(
         Query(description="`all` for every status"),
     ] = "accepted",
     job_id: uuid.UUID | None = None,
-    metadata: Annotated[bool, Query(description="add provenance under `metadata`")] = False,
+    metadata: Annotated[
+        bool, Query(description="add provenance (reject reason and detail, source, successor)")
+    ] = False,
+    system: Annotated[
+        bool, Query(description="add the system prompt the teacher saw (the job's, or the row's)")
+    ] = False,
 ) -> StreamingResponse:
-    """Download a dataset's examples as JSONL, streamed from a server-side cursor."""
+    """Download a dataset's examples as JSONL, streamed from a server-side cursor.
+
+    `status=accepted` (the default) gives one row per prompt: answers replaced by a relabel are
+    left out (`status=all` shows them, with `superseded_by` under `metadata`)."""
     async with db.reading() as session:
         dataset = await datasets.get_dataset(
             session=session, tenant_id=tenant, dataset_id=dataset_id
@@ -49,6 +57,7 @@ async def export_dataset(
         status=None if status == "all" else status,
         job_id=job_id,
         with_metadata=metadata,
+        with_system=system,
         batch_rows=settings.export_batch_rows,
     )
     name = export.filename(dataset.name, format)

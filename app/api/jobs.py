@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app import jobs, reports
+from app import health, jobs, reports
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
 from app.models import JobStatus
@@ -25,13 +25,17 @@ async def create_job(
         job = await jobs.create_job(
             session=session, tenant_id=tenant, request=body, settings=settings
         )
-    return jobs.job_read(job)
+        states = await health.health_of(
+            session=session, jobs=[job], heartbeat_seconds=settings.heartbeat_seconds
+        )
+    return jobs.job_read(job, states[job.id])
 
 
 @router.get("")
 async def list_jobs(
     db: DbDep,
     tenant: TenantDep,
+    settings: SettingsDep,
     dataset_id: uuid.UUID | None = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -47,15 +51,23 @@ async def list_jobs(
             limit=limit,
             cursor=cursor,
         )
-    return Page(data=[jobs.job_read(j) for j in rows], next_cursor=next_cursor)
+        states = await health.health_of(
+            session=session, jobs=rows, heartbeat_seconds=settings.heartbeat_seconds
+        )
+    return Page(data=[jobs.job_read(j, states[j.id]) for j in rows], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}")
-async def get_job(job_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> JobRead:
-    """One job with its status and progress."""
+async def get_job(
+    job_id: uuid.UUID, db: DbDep, tenant: TenantDep, settings: SettingsDep
+) -> JobRead:
+    """One job with its status, progress and health (can it make progress now, and why not)."""
     async with db.reading() as session:
         job = await jobs.get_job(session=session, tenant_id=tenant, job_id=job_id)
-    return jobs.job_read(job)
+        states = await health.health_of(
+            session=session, jobs=[job], heartbeat_seconds=settings.heartbeat_seconds
+        )
+    return jobs.job_read(job, states[job.id])
 
 
 @router.get("/{job_id}/report")
@@ -68,8 +80,13 @@ async def get_job_report(job_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> Job
 
 
 @router.post("/{job_id}/cancel", status_code=202)
-async def cancel_job(job_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> JobRead:
+async def cancel_job(
+    job_id: uuid.UUID, db: DbDep, tenant: TenantDep, settings: SettingsDep
+) -> JobRead:
     """Cancel a job; what was accepted stays."""
     async with db.transaction() as session:
         job = await jobs.cancel_job(session=session, tenant_id=tenant, job_id=job_id)
-    return jobs.job_read(job)
+        states = await health.health_of(
+            session=session, jobs=[job], heartbeat_seconds=settings.heartbeat_seconds
+        )
+    return jobs.job_read(job, states[job.id])

@@ -7,7 +7,9 @@ Create Date: 2026-11-30 09:00:00
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -29,6 +31,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("source_id", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("superseded_by", sa.Uuid(), nullable=True))
         batch_op.create_index(batch_op.f("ix_examples_source_id"), ["source_id"], unique=False)
+    _link_existing_answers()
 
     # teacher availability per job
     with op.batch_alter_table("jobs", schema=None) as batch_op:
@@ -103,6 +106,65 @@ def upgrade() -> None:
             "benchmark_id", "idx", name=op.f("uq_benchmark_items_benchmark_id_idx")
         ),
     )
+
+
+def _link_existing_answers(batch: int = 1000) -> None:
+    """Answers labeled before this revision: `source_id` from `metadata.source_example_id`; where
+    a prompt has several accepted answers (earlier relabels, or a second job), every one but the
+    newest is marked replaced by it (the prompt's own output too), so exports have one per prompt.
+    """
+    examples = sa.table(
+        "examples",
+        sa.column("id", sa.Uuid()),
+        sa.column("method", sa.String()),
+        sa.column("status", sa.String()),
+        sa.column("metadata", sa.JSON()),
+        sa.column("source_id", sa.Uuid()),
+        sa.column("superseded_by", sa.Uuid()),
+    )
+    bind = op.get_bind()
+    source_text = examples.c["metadata"]["source_example_id"].as_string()
+    labeled = bind.execute(
+        sa.select(examples.c.id, source_text.label("source"), examples.c.status).where(
+            examples.c.method == "labeling", examples.c.source_id.is_(None)
+        )
+    ).all()
+    links: list[dict[str, Any]] = []
+    answers: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for row in labeled:
+        try:
+            source = uuid.UUID(str(row.source))
+        except ValueError:
+            continue
+        links.append({"b_id": row.id, "b_source": source})
+        if row.status == "accepted":
+            answers.setdefault(source, []).append(row.id)
+    if not links:
+        return
+    set_source = (
+        sa.update(examples)
+        .where(examples.c.id == sa.bindparam("b_id"))
+        .values(source_id=sa.bindparam("b_source"))
+    )
+    for start in range(0, len(links), batch):
+        bind.execute(set_source, links[start : start + batch])
+    replaced = [
+        {"b_id": old, "b_new": max(ids)}
+        for source, ids in answers.items()
+        for old in [source, *ids]
+        if old != max(ids)
+    ]
+    mark = (
+        sa.update(examples)
+        .where(
+            examples.c.id == sa.bindparam("b_id"),
+            examples.c.status == "accepted",
+            examples.c.superseded_by.is_(None),
+        )
+        .values(superseded_by=sa.bindparam("b_new"))
+    )
+    for start in range(0, len(replaced), batch):
+        bind.execute(mark, replaced[start : start + batch])
 
 
 def downgrade() -> None:

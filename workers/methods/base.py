@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
+    from app.contamination import Index
     from workers.teachers.base import Teacher
 
 ExampleStatus = Literal["accepted", "rejected", "pending"]
@@ -83,6 +84,7 @@ class ExampleOut:
     prompt_version: str | None = None
     scores: dict[str, Any] | None = None
     signature: bytes | None = None
+    source_id: str | None = None  # the example whose prompt this one answers (labeling)
 
 
 @dataclass(slots=True)
@@ -98,6 +100,8 @@ class TaskOutcome:
     teacher_seconds: float = 0.0
     stop_reason: str | None = None  # job-level, e.g. "target reached"; stored on the job
     summary: dict[str, Any] = field(default_factory=dict)  # stored on task.result
+    # the system prompt the teacher calls carried; stored on the job (exports with system=true)
+    system_prompt: str | None = None
     # a cap on accepted examples (an exact target): at commit, under the job's lock, at most
     # min(max_accepted, job.total - job.accepted) stay accepted; the rest are stored as rejected
     # "over_target", and `completed` (then counting accepted examples) shrinks by as many
@@ -105,8 +109,9 @@ class TaskOutcome:
     # a last near-duplicate check at commit, under the dataset's lock, against the examples other
     # tasks stored since `recheck_since` (what this task's pool snapshot may have missed when
     # rounds run in parallel): called with their (instruction, signature) rows, it returns the
-    # item indexes to store as rejected "near_duplicate" instead of accepted
-    recheck: Callable[[list[tuple[str, bytes | None]]], set[int]] | None = None
+    # item indexes to store as rejected instead of accepted, each with its (reason, detail):
+    # "duplicate" (same words) or "near_duplicate" (the detail names the match and its ROUGE-L)
+    recheck: Callable[[list[tuple[str, bytes | None]]], dict[int, tuple[str, str]]] | None = None
     recheck_since: dt.datetime | None = None
 
 
@@ -139,6 +144,11 @@ class MethodContext(Protocol):
     async def sample_demos(self, n_seed: int, n_generated: int) -> list[dict[str, Any]]:
         """Up to `n_seed` accepted seed examples and up to `n_generated` accepted generated
         ones of the dataset, drawn at random (same fields as :meth:`fetch_examples`)."""
+        ...
+
+    async def benchmark_index(self, ids: Sequence[str]) -> Index | None:
+        """The contamination index of these benchmarks (the job's ``params.decontaminate``),
+        None for no ids; built once per worker and set of ids."""
         ...
 
 

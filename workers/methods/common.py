@@ -5,13 +5,58 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from workers.curation import filters
+from workers.curation import decontamination, filters, language
 from workers.curation.types import Candidate, Rejection
-from workers.methods.base import ExampleOut
+from workers.methods.base import ExampleOut, MethodContext, TaskFailed, TaskInput
 from workers.prompts import render
-from workers.teachers.base import SamplingParams, TeacherError, TeacherResult
+from workers.teachers.base import SamplingParams, TeacherBadResponse, TeacherError, TeacherResult
 
-TEACHER_ERROR = "teacher_error"  # reject reason of an item whose teacher call failed for good
+# A teacher failure is never a data rejection: items whose call failed with a retryable error
+# (outage, timeout, 429, malformed body) are not stored but go back to the queue as a follow-up
+# task (payload ``retry``: its number; the queue backs off by it). The one exception is a request
+# the teacher refused for that prompt alone (HTTP 400/413/422, e.g. longer than its context):
+# retrying cannot help, so it is stored as rejected "teacher_refused" with the server's message.
+# Other final errors (401, 403, 404: wrong key or model) are the job's problem: the task fails.
+TEACHER_REFUSED = "teacher_refused"
+ITEM_REFUSAL_STATUSES = frozenset({400, 413, 422})
+MAX_TEACHER_RETRIES = 10  # follow-up rounds of one item before its task fails
+
+
+def is_refusal(error: TeacherError) -> bool:
+    """True when the teacher refused this one request for good (not the whole job)."""
+    return not error.retryable and error.status in ITEM_REFUSAL_STATUSES
+
+
+def to_retry(results: Sequence[TeacherResult]) -> list[int]:
+    """Indexes of the results to ask again later; raises a final error that is not about one
+    item (a wrong key, an unknown model: every item would fail the same way)."""
+    retry = []
+    for i, result in enumerate(results):
+        if result.error is None and result.generations:
+            continue
+        error = result.error or TeacherBadResponse("no generation returned")
+        if error.retryable:
+            retry.append(i)
+        elif not is_refusal(error):
+            raise error
+    return retry
+
+
+def retry_followup(payload: dict[str, Any], unanswered: int, error: TeacherError | None) -> int:
+    """The ``retry`` number of the follow-up task that asks again; past
+    :data:`MAX_TEACHER_RETRIES` the task fails (and with it the job) naming what is left."""
+    retry = int(payload.get("retry", 0)) + 1
+    if retry > MAX_TEACHER_RETRIES:
+        last = "" if error is None else f": {type(error).__name__}: {error.message}"
+        raise TaskFailed(
+            f"{unanswered} items still unanswered after {MAX_TEACHER_RETRIES} teacher retries{last}"
+        )
+    return retry
+
+
+def first_error(results: Sequence[TeacherResult], indexes: Sequence[int]) -> TeacherError | None:
+    """The error of the first result in `indexes` that has one."""
+    return next((results[i].error for i in indexes if results[i].error is not None), None)
 
 
 def sampling_from(spec: dict[str, Any], *, n: int = 1, seed_offset: int = 0) -> SamplingParams:
@@ -47,16 +92,20 @@ def answer_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def raise_if_all_failed(results: Sequence[TeacherResult]) -> None:
-    """A batch where every call failed with a retryable error is retried as a whole task."""
-    errors = [r.error for r in results if r.error is not None]
-    if results and len(errors) == len(results) and all(e.retryable for e in errors):
-        raise errors[0]
+def filter_config(params: dict[str, Any], seeds: Sequence[str]) -> filters.FilterConfig:
+    """The job's filter settings: `params.languages`, else the seeds' dominant language(s)
+    detected from `seeds` (the texts the method read); none placed: no language check."""
+    languages = params.get("languages") or language.dominant(seeds)
+    return filters.FilterConfig(languages=tuple(languages) or None)
 
 
-def curate_answer(candidate: Candidate, names: Sequence[str] | None) -> Rejection | None:
+def curate_answer(
+    candidate: Candidate,
+    names: Sequence[str] | None,
+    config: filters.FilterConfig | None = None,
+) -> Rejection | None:
     steps = list(names) if names is not None else list(filters.ANSWER_FILTERS)
-    return filters.apply_filters(candidate, steps, filters.FilterConfig())
+    return filters.apply_filters(candidate, steps, config or filters.FilterConfig())
 
 
 def answer_example(
@@ -71,8 +120,10 @@ def answer_example(
     sampling: SamplingParams,
     meta: dict[str, Any],
     messages: list[dict[str, Any]] | None = None,
+    filter_config: filters.FilterConfig | None = None,
 ) -> ExampleOut:
-    """The example one teacher answer makes: accepted, or rejected with the reason."""
+    """The example one teacher answer makes: accepted, or rejected with the reason (a prompt
+    the teacher refused included); retryable failures must not get here (:func:`to_retry`)."""
     common: dict[str, Any] = {
         "item_index": item_index,
         "instruction": instruction,
@@ -83,10 +134,12 @@ def answer_example(
     }
     if result.error is not None or not result.generations:
         error = result.error or TeacherError("no generation returned")
+        if not is_refusal(error):
+            raise error
         return ExampleOut(
             **common,
             status="rejected",
-            reject_reason=TEACHER_ERROR,
+            reject_reason=TEACHER_REFUSED,
             reject_detail=_describe(error),
             meta={**meta, "error": error.as_dict()},
         )
@@ -96,7 +149,7 @@ def answer_example(
     candidate = Candidate(
         instruction, input, text, raw=text, finish_reason=generation.finish_reason
     )
-    rejection = curate_answer(candidate, filter_names)
+    rejection = curate_answer(candidate, filter_names, filter_config)
     extra = dict(meta)
     if generation.logprobs is not None:  # soft targets for white-box distillation
         extra["logprobs"] = [t.as_dict() for t in generation.logprobs]
@@ -132,3 +185,27 @@ def usage_totals(results: Sequence[TeacherResult]) -> tuple[int, int, float]:
     prompt = sum(r.usage.prompt_tokens for r in results)
     completion = sum(r.usage.completion_tokens for r in results)
     return prompt, completion, sum(r.latency_s for r in results)
+
+
+async def job_benchmarks(task: TaskInput, ctx: MethodContext) -> decontamination.Index | None:
+    """The contamination index of the job's benchmarks (``params.decontaminate``), or None."""
+    ids = task.params.get("decontaminate") or []
+    return await ctx.benchmark_index(ids) if ids else None
+
+
+def reject_contaminated(
+    examples: Sequence[ExampleOut], index: decontamination.Index | None
+) -> None:
+    """Reject as `contaminated` every accepted example whose task (instruction and input) or
+    answer matches an item of the job's benchmarks; the detail names the benchmark and item."""
+    if index is None:
+        return
+    for example in examples:
+        if example.status != "accepted":
+            continue
+        candidate = Candidate(example.instruction, example.input, example.output)
+        rejection = decontamination.check_candidate(candidate, index)
+        if rejection is not None:
+            example.status = "rejected"
+            example.reject_reason = rejection.reason
+            example.reject_detail = rejection.detail

@@ -23,6 +23,13 @@ One task is one round:
 5. the answers go through the answer filters; the next round is enqueued unless this one
    reached the target.
 
+Teacher failures lose nothing: a round whose proposal calls all failed is enqueued again (payload
+``retry``, backed off by the queue); kept tasks whose answer call failed go to a follow-up task
+that answers just them (payload ``answer``), checked again for near duplicates at commit against
+what was stored since the round's snapshot. Nor do rejected answers: a candidate rejected only
+as a (near) duplicate of a candidate of the same round whose answer is then rejected is curated
+again against what the round keeps and answered in the same round (`answer_twins`).
+
 The target is exact: the queue accepts at most ``target - accepted`` examples of a round, under
 the job's lock, so rounds running at once on several workers never overshoot.
 """
@@ -33,17 +40,30 @@ import asyncio
 import datetime as dt
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from workers.curation import dedup, filters
-from workers.curation.types import EMPTY, TRUNCATED, UNPARSEABLE, Candidate, Rejection
+from workers.curation import decontamination, dedup, filters
+from workers.curation.types import (
+    DUPLICATE,
+    EMPTY,
+    TRUNCATED,
+    UNPARSEABLE,
+    Candidate,
+    Rejection,
+)
 from workers.methods.base import ExampleOut, MethodContext, TaskInput, TaskOutcome
 from workers.methods.common import (
     answer_example,
     answer_messages,
     curate_answer,
-    raise_if_all_failed,
+    filter_config,
+    first_error,
+    job_benchmarks,
+    reject_contaminated,
+    retry_followup,
     sampling_from,
+    to_retry,
     usage_of,
     usage_totals,
 )
@@ -62,6 +82,8 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     params = task.params
     round_no = int(task.payload.get("round", 0))
     progress = await ctx.job_progress()
+    if "answer" in task.payload:
+        return await answer_again(task, ctx, progress)
     stop = stop_reason(params, progress, round_no)
     if stop is not None:
         return TaskOutcome(stop_reason=stop, summary={"round": round_no, "stopped": stop})
@@ -72,6 +94,7 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     calls, per_prompt = params["calls_per_round"], params["demos_per_prompt"]
     n_seed = round(per_prompt * params["seed_demo_fraction"])
     demos = await ctx.sample_demos(n_seed * calls, (per_prompt - n_seed) * calls)
+    config = await asyncio.to_thread(filter_config, params, seed_texts(demos))
     two_stage = params["two_stage"]
     propose_sampling = sampling_from(task.teacher, seed_offset=round_no)
     requests = [
@@ -97,70 +120,86 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     ]
     await ctx.check_cancel()
     proposals = await ctx.teacher.generate(requests)
-    raise_if_all_failed(proposals)
     await ctx.check_cancel()
+    failed_proposals = to_retry(proposals)
+    if len(failed_proposals) == len(proposals):  # nothing proposed: the round again, later
+        retry = retry_followup(task.payload, 1, first_error(proposals, failed_proposals))
+        prompt_tokens, completion_tokens, teacher_seconds = usage_totals(proposals)
+        return TaskOutcome(
+            followups=[{"round": round_no, "retry": retry}],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            teacher_seconds=teacher_seconds,
+            summary={"round": round_no, "proposed": 0, "failed_calls": len(proposals)},
+            system_prompt=system,
+        )
 
     examples: list[ExampleOut] = []
     candidates, failed_calls = read_proposals(proposals, examples, propose_sampling.as_dict())
     dedup_config = dedup.DedupConfig(threshold=params["similarity_threshold"])
     snapshot = dt.datetime.now(dt.UTC)
     pool = await ctx.dataset_pool()
+    benchmarks = await job_benchmarks(task, ctx)
     # CPU-bound: off the event loop, so heartbeats and other tasks of the worker keep running
+    twins: dict[int, int] = {}  # candidate -> the earlier candidate it duplicates
     kept = await asyncio.to_thread(
-        curate_round, pool, candidates, params.get("filters"), dedup_config
+        curate_round,
+        pool,
+        candidates,
+        params.get("filters"),
+        dedup_config,
+        benchmarks,
+        config,
+        twins,
     )
     to_answer: list[tuple[Candidate, dict[str, Any]]] = []
-    for candidate, rejection, meta in kept:
+    answering: list[int] = []  # the candidate of each task to answer
+    slots: dict[int, int] = {}  # candidate -> the position (and item index) of its example
+    for c, (candidate, rejection, meta) in enumerate(kept):
         if rejection is None and len(to_answer) >= remaining:
             rejection = Rejection(OVER_TARGET, "the target needs no more candidates this round")
         if rejection is not None:
+            slots[c] = len(examples)
             examples.append(
                 rejected(len(examples), candidate, rejection, meta, propose_sampling.as_dict())
             )
         else:
             to_answer.append((candidate, meta))
+            answering.append(c)
 
-    answers: list[TeacherResult] = []
-    if two_stage and to_answer:
-        answer_sampling = sampling_from(task.teacher, seed_offset=round_no)
-        answer_requests = [
-            TeacherRequest(
-                messages=answer_messages(system, c.instruction, c.input),
-                sampling=answer_sampling,
-                top_logprobs=task.teacher.get("top_logprobs"),
-                request_id=f"{task.task_id}:answer:{i}",
+    followups: list[dict[str, Any]] = []
+    answers, made = await answer_tasks(task, ctx, system, to_answer, config, "answer")
+    unanswered = [i for i, example in enumerate(made) if example is None]
+    if unanswered:
+        retry = retry_followup(task.payload, len(unanswered), first_error(answers, unanswered))
+        followups.append(
+            answer_followup(
+                [to_answer[i] for i in unanswered], round_no, retry, snapshot - RECHECK_MARGIN
             )
-            for i, (c, _) in enumerate(to_answer)
-        ]
-        await ctx.check_cancel()
-        answers = await ctx.teacher.generate(answer_requests)
-        raise_if_all_failed(answers)
-        await ctx.check_cancel()
-        for (candidate, meta), result in zip(to_answer, answers, strict=True):
-            examples.append(
-                answer_example(
-                    item_index=len(examples),
-                    instruction=candidate.instruction,
-                    input=candidate.input,
-                    result=result,
-                    filter_names=params.get("answer_filters"),
-                    prompt_id=ANSWER_ID,
-                    prompt_version=PROMPT_VERSION,
-                    sampling=answer_sampling,
-                    meta=meta,
-                )
-            )
-    else:
-        for candidate, meta in to_answer:
-            examples.append(
-                single_stage(len(examples), candidate, meta, params, propose_sampling.as_dict())
-            )
+        )
+    for c, example in zip(answering, made, strict=True):
+        if example is not None:
+            slots[c] = example.item_index = len(examples)
+            examples.append(example)
 
+    await asyncio.to_thread(reject_contaminated, examples, benchmarks)  # the answers
+    more, carried, dropped = await answer_twins(
+        task,
+        ctx,
+        TwinRound(system, config, benchmarks, dedup_config, remaining),
+        kept,
+        twins,
+        slots,
+        examples,
+        {answering[i] for i in range(len(made)) if made[i] is not None},
+        [answering[i] for i in unanswered],
+    )
+    answers += more
+    if carried:
+        retry = int(task.payload.get("retry", 0))  # not a teacher failure of theirs
+        followups.append(answer_followup(carried, round_no, retry, snapshot - RECHECK_MARGIN))
+    examples = [e for e in examples if e.item_index not in dropped]
     accepted = [e for e in examples if e.status == "accepted"]
-    for example, sig in zip(
-        accepted, dedup.signatures([e.instruction for e in accepted]), strict=True
-    ):
-        example.signature = sig
     prompt_tokens, completion_tokens, teacher_seconds = usage_totals([*proposals, *answers])
     reached = progress["accepted"] + len(accepted) >= params["target"]
     next_round = round_no + params.get("parallel_rounds", 1)  # the next round of this lane
@@ -180,8 +219,7 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     return TaskOutcome(
         examples=examples,
         completed=len(accepted),
-        failed=failed_calls,
-        followups=[] if next_stop else [{"round": next_round}],
+        followups=followups + ([] if next_stop else [{"round": next_round}]),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         teacher_seconds=teacher_seconds,
@@ -196,8 +234,114 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
             "answered": len(to_answer),
             "accepted": len(accepted),
             "failed_calls": failed_calls,
+            "languages": list(config.languages or ()),
         },
+        system_prompt=system,
     )
+
+
+def answer_followup(
+    items: Sequence[tuple[Candidate, dict[str, Any]]],
+    round_no: int,
+    retry: int,
+    since: dt.datetime,
+) -> dict[str, Any]:
+    """The payload of a task that answers kept tasks whose answer call failed."""
+    return {
+        "round": round_no,
+        "retry": retry,
+        "since": since.isoformat(),
+        "answer": [
+            {"instruction": c.instruction, "input": c.input, "meta": meta} for c, meta in items
+        ],
+    }
+
+
+async def answer_again(
+    task: TaskInput, ctx: MethodContext, progress: dict[str, Any]
+) -> TaskOutcome:
+    """Answer the kept tasks of an earlier round whose answer call failed (two-stage)."""
+    params, payload = task.params, task.payload
+    round_no = int(payload.get("round", 0))
+    remaining = params["target"] - progress["accepted"]
+    items = [
+        (Candidate(item["instruction"], item["input"], None), dict(item.get("meta") or {}))
+        for item in payload["answer"]
+    ]
+    if remaining <= 0:  # the other rounds got there first: stored, not dropped unanswered
+        late = Rejection(OVER_TARGET, "the target was reached before this task's answer retry")
+        return TaskOutcome(
+            examples=[
+                rejected(i, candidate, late, meta, sampling_from(task.teacher).as_dict())
+                for i, (candidate, meta) in enumerate(items)
+            ],
+            summary={"round": round_no, "stopped": "target reached"},
+        )
+    system = skill_system_prompt(task.skill)
+    sampling = sampling_from(task.teacher, seed_offset=round_no)
+    seeds = [] if params.get("languages") else seed_texts(await ctx.sample_demos(100, 0))
+    config = await asyncio.to_thread(filter_config, params, seeds)
+    requests = [
+        TeacherRequest(
+            messages=answer_messages(system, c.instruction, c.input),
+            sampling=sampling,
+            top_logprobs=task.teacher.get("top_logprobs"),
+            request_id=f"{task.task_id}:answer:{i}",
+        )
+        for i, (c, _) in enumerate(items)
+    ]
+    await ctx.check_cancel()
+    answers = await ctx.teacher.generate(requests)
+    await ctx.check_cancel()
+    since = dt.datetime.fromisoformat(payload["since"])
+    unanswered = to_retry(answers)
+    followups = []
+    if unanswered:
+        retry = retry_followup(payload, len(unanswered), first_error(answers, unanswered))
+        followups.append(answer_followup([items[i] for i in unanswered], round_no, retry, since))
+    skip = set(unanswered)
+    examples = [
+        answer_example(
+            item_index=i,
+            instruction=candidate.instruction,
+            input=candidate.input,
+            result=result,
+            filter_names=params.get("answer_filters"),
+            prompt_id=ANSWER_ID,
+            prompt_version=PROMPT_VERSION,
+            sampling=sampling,
+            meta=meta,
+            filter_config=config,
+        )
+        for i, ((candidate, meta), result) in enumerate(zip(items, answers, strict=True))
+        if i not in skip
+    ]
+    await asyncio.to_thread(reject_contaminated, examples, await job_benchmarks(task, ctx))
+    accepted = [e for e in examples if e.status == "accepted"]
+    dedup_config = dedup.DedupConfig(threshold=params["similarity_threshold"])
+    prompt_tokens, completion_tokens, teacher_seconds = usage_totals(answers)
+    reached = progress["accepted"] + len(accepted) >= params["target"]
+    return TaskOutcome(
+        examples=examples,
+        completed=len(accepted),
+        followups=followups,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        teacher_seconds=teacher_seconds,
+        stop_reason="target reached" if reached else None,
+        max_accepted=remaining,
+        recheck=recheck_against([(e.item_index, e.instruction) for e in accepted], dedup_config),
+        recheck_since=since,
+        summary={"round": round_no, "answered": len(examples), "retried": len(unanswered)},
+        system_prompt=system,
+    )
+
+
+def seed_texts(demos: Sequence[dict[str, Any]]) -> list[str]:
+    """The instructions of the seed demonstrations (of all, when none is a seed): the texts
+    the default `languages` of a job is detected from."""
+    seeds = [d["instruction"] for d in demos if d.get("origin") == "seed"]
+    return seeds or [d["instruction"] for d in demos]
 
 
 def stop_reason(params: dict[str, Any], progress: dict[str, Any], round_no: int) -> str | None:
@@ -267,29 +411,180 @@ def read_proposals(
     return candidates, failed
 
 
+async def answer_tasks(
+    task: TaskInput,
+    ctx: MethodContext,
+    system: str,
+    items: Sequence[tuple[Candidate, dict[str, Any]]],
+    config: filters.FilterConfig,
+    tag: str,
+) -> tuple[list[TeacherResult], list[ExampleOut | None]]:
+    """The examples of kept tasks (item index 0: the caller numbers them), and the teacher's
+    results: two-stage asks the teacher (None where the call failed and should be asked
+    again), single-stage checks the output that came with the proposal."""
+    params = task.params
+    sampling = sampling_from(task.teacher, seed_offset=int(task.payload.get("round", 0)))
+    if not params["two_stage"]:
+        return [], [
+            single_stage(0, c, meta, params, sampling.as_dict(), config) for c, meta in items
+        ]
+    if not items:
+        return [], []
+    requests = [
+        TeacherRequest(
+            messages=answer_messages(system, c.instruction, c.input),
+            sampling=sampling,
+            top_logprobs=task.teacher.get("top_logprobs"),
+            request_id=f"{task.task_id}:{tag}:{i}",
+        )
+        for i, (c, _) in enumerate(items)
+    ]
+    await ctx.check_cancel()
+    answers = await ctx.teacher.generate(requests)
+    await ctx.check_cancel()
+    skip = set(to_retry(answers))
+    return answers, [
+        None
+        if i in skip
+        else answer_example(
+            item_index=0,
+            instruction=candidate.instruction,
+            input=candidate.input,
+            result=result,
+            filter_names=params.get("answer_filters"),
+            prompt_id=ANSWER_ID,
+            prompt_version=PROMPT_VERSION,
+            sampling=sampling,
+            meta=meta,
+            filter_config=config,
+        )
+        for i, ((candidate, meta), result) in enumerate(zip(items, answers, strict=True))
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class TwinRound:
+    """What `answer_twins` needs of the round besides its candidates and examples."""
+
+    system: str
+    filter_config: filters.FilterConfig
+    benchmarks: decontamination.Index | None
+    dedup_config: dedup.DedupConfig
+    room: int  # accepted examples the target still takes
+
+
+async def answer_twins(
+    task: TaskInput,
+    ctx: MethodContext,
+    round_: TwinRound,
+    kept: Sequence[tuple[Candidate, Rejection | None, dict[str, Any]]],
+    twins: dict[int, int],
+    slots: dict[int, int],
+    examples: list[ExampleOut],
+    answered: set[int],
+    pending: list[int],
+) -> tuple[list[TeacherResult], list[tuple[Candidate, dict[str, Any]]], set[int]]:
+    """Another chance for candidates rejected only as (near) duplicates of a candidate of the
+    same round (their twin) whose answer was rejected afterwards: they are curated again
+    against what the round keeps (its accepted examples and the `pending` candidates whose
+    answer call failed, not the twin) and the survivors are answered in this round; again
+    while the answers of such survivors are rejected in turn. A candidate's new example takes
+    its slot in `examples`; one whose answer call failed is carried to a follow-up task: it is
+    returned (with the teacher's results and the slots to drop)."""
+    results: list[TeacherResult] = []
+    carried: list[tuple[Candidate, dict[str, Any]]] = []
+    dropped: set[int] = set()
+    step = 0
+    while True:
+        lost = {t for t in answered if examples[slots[t]].status != "accepted"}
+        siblings = sorted(c for c, t in twins.items() if t in lost)
+        if not siblings:
+            return results, carried, dropped
+        for c in siblings:
+            del twins[c]
+        live = [e.instruction for e in examples if e.status == "accepted"]
+        index = dedup.NearDupIndex.from_rows(
+            [*live, *(kept[c][0].instruction for c in pending)], round_.dedup_config
+        )
+        base = len(index)
+        texts = [_dedup_text(kept[c][0]) for c in siblings]
+        found, matches = dedup.dedupe_batch_matches(texts, index)
+        again: list[int] = []
+        for c, rejection, match in zip(siblings, found, matches, strict=True):
+            if rejection is None:
+                again.append(c)
+                continue
+            if match >= base:
+                twins[c] = again[match - base]
+            example = examples[slots[c]]
+            example.reject_reason, example.reject_detail = rejection.reason, rejection.detail
+        room = round_.room - sum(e.status == "accepted" for e in examples)
+        for c in again[max(room, 0) :]:
+            example = examples[slots[c]]
+            example.reject_reason = OVER_TARGET
+            example.reject_detail = "the target needs no more candidates this round"
+        again = again[: max(room, 0)]
+        step += 1
+        items = [(kept[c][0], kept[c][2]) for c in again]
+        more, made = await answer_tasks(
+            task, ctx, round_.system, items, round_.filter_config, f"twin{step}"
+        )
+        results += more
+        for c, item, answer in zip(again, items, made, strict=True):
+            if answer is None:
+                carried.append(item)
+                pending.append(c)
+                dropped.add(slots[c])
+                continue
+            answer.item_index = slots[c]
+            examples[slots[c]] = answer
+            answered.add(c)
+        fresh = [e for e in made if e is not None]
+        await asyncio.to_thread(reject_contaminated, fresh, round_.benchmarks)
+
+
 def curate_round(
     pool: list[tuple[str, bytes | None]],
     candidates: Sequence[tuple[Candidate, dict[str, Any]]],
     names: Sequence[str] | None,
     config: dedup.DedupConfig,
+    benchmarks: decontamination.Index | None = None,
+    filter_config: filters.FilterConfig | None = None,
+    twins: dict[int, int] | None = None,
 ) -> list[tuple[Candidate, Rejection | None, dict[str, Any]]]:
     """The round's curation against the dataset's pool (seeds and accepted examples)."""
-    return curate_instructions(candidates, names, dedup.NearDupIndex.from_rows(pool, config))
+    index = dedup.NearDupIndex.from_rows(pool, config)
+    return curate_instructions(candidates, names, index, benchmarks, filter_config, twins)
 
 
 def curate_instructions(
     candidates: Sequence[tuple[Candidate, dict[str, Any]]],
     names: Sequence[str] | None,
     index: dedup.NearDupIndex,
+    benchmarks: decontamination.Index | None = None,
+    filter_config: filters.FilterConfig | None = None,
+    twins: dict[int, int] | None = None,
 ) -> list[tuple[Candidate, Rejection | None, dict[str, Any]]]:
-    """Filters first; the survivors are checked for duplicates in order (the round's own too)."""
+    """Filters first, then benchmark contamination (before dedup: a contaminated task must not
+    join the pool); the survivors are checked for duplicates in order (the round's own too).
+    `twins`, if given, gets for each candidate rejected as a (near) duplicate of an earlier
+    candidate of the round the index of that one (its twin)."""
     steps = list(names) if names is not None else list(filters.INSTRUCTION_FILTERS)
-    config = filters.FilterConfig()
+    config = filter_config or filters.FilterConfig()
     verdicts = [filters.apply_filters(c, steps, config) for c, _ in candidates]
+    verdicts = [
+        v or decontamination.check_candidate(c, benchmarks)
+        for (c, _), v in zip(candidates, verdicts, strict=True)
+    ]
     survivors = [i for i, v in enumerate(verdicts) if v is None]
     texts = [_dedup_text(candidates[i][0]) for i in survivors]
-    for i, rejection in zip(survivors, dedup.dedupe_batch(texts, index), strict=True):
+    base = len(index)
+    found, matches = dedup.dedupe_batch_matches(texts, index)
+    kept = [i for i, rejection in zip(survivors, found, strict=True) if rejection is None]
+    for i, rejection, match in zip(survivors, found, matches, strict=True):
         verdicts[i] = rejection
+        if rejection is not None and match >= base and twins is not None:
+            twins[i] = kept[match - base]  # kept candidates join the pool in order
     return [(c, v, meta) for (c, meta), v in zip(candidates, verdicts, strict=True)]
 
 
@@ -300,12 +595,27 @@ def _dedup_text(candidate: Candidate) -> str:
 
 def recheck_against(
     accepted: list[tuple[int, str]], config: dedup.DedupConfig
-) -> Callable[[list[tuple[str, bytes | None]]], set[int]]:
-    """The commit-time check: which accepted items are near duplicates of `rows`."""
+) -> Callable[[list[tuple[str, bytes | None]]], dict[int, tuple[str, str]]]:
+    """The commit-time check: which accepted items duplicate (same words) or nearly duplicate
+    the instruction of one of `rows` (stored meanwhile by other tasks), as item -> (reject
+    reason, detail naming the match and its ROUGE-L)."""
 
-    def check(rows: list[tuple[str, bytes | None]]) -> set[int]:
+    def check(rows: list[tuple[str, bytes | None]]) -> dict[int, tuple[str, str]]:
         index = dedup.NearDupIndex.from_rows(rows, config)
-        return {item for item, text in accepted if index.check(text) is not None}
+        found: dict[int, tuple[str, str]] = {}
+        for item, text in accepted:
+            rejection = index.check(text)
+            if rejection is None:
+                continue
+            score, position = index.max_similarity(text)
+            match = dedup.shorten(index.text(position))
+            found[item] = (
+                rejection.reason,
+                f'same words as an example stored by a parallel round: "{match}"'
+                if rejection.reason == DUPLICATE
+                else f'rouge_l={score:.3f} with an example stored by a parallel round: "{match}"',
+            )
+        return found
 
     return check
 
@@ -339,11 +649,12 @@ def single_stage(
     meta: dict[str, Any],
     params: dict[str, Any],
     sampling: dict[str, Any],
+    config: filters.FilterConfig | None = None,
 ) -> ExampleOut:
     rejection = (
         Rejection(EMPTY, "the proposal has no output")
         if not candidate.output
-        else curate_answer(candidate, params.get("answer_filters"))
+        else curate_answer(candidate, params.get("answer_filters"), config)
     )
     if rejection is not None:
         return rejected(index, candidate, rejection, meta, sampling)

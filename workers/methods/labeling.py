@@ -4,19 +4,28 @@ Input: a task's ``example_ids`` (a chunk planned at job creation). Output: one g
 per prompt, keeping the source's instruction and input, the teacher's answer, and provenance
 (prompt id and version, sampling, usage, raw output, source example id). The skill spec is the
 system message. Answers go through the answer-stage curation filters; rejected ones are kept
-with their reason. This is the survey's "labeling" elicitation (Xu et al. 2024, §3.1).
+with their reason. Prompts whose teacher call failed are not stored: a follow-up task asks the
+teacher again for those alone (``workers.methods.common``). This is the survey's "labeling"
+elicitation (Xu et al. 2024, §3.1).
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from workers.methods.base import MethodContext, TaskInput, TaskOutcome
 from workers.methods.common import (
-    TEACHER_ERROR,
+    TEACHER_REFUSED,
     answer_example,
     answer_messages,
+    filter_config,
+    first_error,
+    job_benchmarks,
     open_turns,
-    raise_if_all_failed,
+    reject_contaminated,
+    retry_followup,
     sampling_from,
+    to_retry,
     usage_totals,
 )
 from workers.prompts import skill_system_prompt
@@ -31,6 +40,10 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     system = skill_system_prompt(task.skill)
     sampling = sampling_from(task.teacher)
     top_logprobs = task.teacher.get("top_logprobs")
+    # the rows are this job's seeds: their dominant language is the default for the answers
+    config = await asyncio.to_thread(
+        filter_config, task.params, [row["instruction"] for row in rows]
+    )
     requests = [
         TeacherRequest(
             messages=answer_messages(system, row["instruction"], row["input"], row.get("messages")),
@@ -42,8 +55,13 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     ]
     await ctx.check_cancel()
     results = await ctx.teacher.generate(requests) if requests else []
-    raise_if_all_failed(results)
     await ctx.check_cancel()
+    retry = to_retry(results)  # not stored: asked again by a follow-up task, with backoff
+    followups = []
+    if retry:
+        number = retry_followup(task.payload, len(retry), first_error(results, retry))
+        followups.append({"example_ids": [str(rows[i]["id"]) for i in retry], "retry": number})
+    skip = set(retry)
     examples = [
         answer_example(
             item_index=i,
@@ -56,17 +74,31 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
             sampling=sampling,
             meta={"source_example_id": str(row["id"])},
             messages=open_turns(row.get("messages")),
+            filter_config=config,
         )
         for i, (row, result) in enumerate(zip(rows, results, strict=True))
+        if i not in skip
     ]
+    kept_rows = [row for i, row in enumerate(rows) if i not in skip]
+    for example, row in zip(examples, kept_rows, strict=True):
+        example.source_id = str(row["id"])
+    # CPU-bound: off the event loop, so heartbeats and other tasks of the worker keep running
+    await asyncio.to_thread(reject_contaminated, examples, await job_benchmarks(task, ctx))
     prompt_tokens, completion_tokens, teacher_seconds = usage_totals(results)
-    failed = sum(1 for e in examples if e.reject_reason == TEACHER_ERROR)
+    failed = sum(1 for e in examples if e.reject_reason == TEACHER_REFUSED)
     return TaskOutcome(
         examples=examples,
-        completed=len(rows) - failed,
+        completed=len(examples) - failed,
         failed=failed,
+        followups=followups,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         teacher_seconds=teacher_seconds,
-        summary={"prompts": len(rows), "missing": len(task.payload["example_ids"]) - len(rows)},
+        summary={
+            "prompts": len(rows),
+            "missing": len(task.payload["example_ids"]) - len(rows),
+            "retried": len(retry),
+            "languages": list(config.languages or ()),
+        },
+        system_prompt=system,
     )

@@ -109,6 +109,20 @@ ERRORS: dict[str, type[TeacherError]] = {
 }
 
 
+def error_cause(error: TeacherError) -> str:
+    """The cause a failed attempt is counted under: ``http_<status>``, ``timeout``,
+    ``connection``, ``malformed``, or the error's type for the rest."""
+    if isinstance(error, TeacherTimeout):
+        return "timeout"
+    if isinstance(error, TeacherBadResponse):
+        return "malformed"
+    if error.status is not None:
+        return f"http_{error.status}"
+    if isinstance(error, TeacherUnavailable):
+        return "connection"
+    return type(error).__name__
+
+
 def error_from_dict(data: Mapping[str, Any]) -> TeacherError:
     """Rebuild an error stored with :meth:`TeacherError.as_dict` (unknown types -> base)."""
     cls = ERRORS.get(str(data.get("type")), TeacherError)
@@ -242,12 +256,17 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class TeacherResult:
-    """What came back for one request: generations, or ``error`` (then no generations)."""
+    """What came back for one request: generations, or ``error`` (then no generations).
+
+    ``attempt_errors``: the failed attempts behind this result by cause (:func:`error_cause`),
+    the backend's own retries included, so they can be counted and shown per job.
+    """
 
     generations: list[Generation]
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
     error: TeacherError | None = None
+    attempt_errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -255,9 +274,20 @@ class TeacherResult:
         return self.error is None
 
     @classmethod
-    def failed(cls, error: TeacherError, latency_s: float = 0.0) -> TeacherResult:
+    def failed(
+        cls,
+        error: TeacherError,
+        latency_s: float = 0.0,
+        attempt_errors: dict[str, int] | None = None,
+    ) -> TeacherResult:
         """A result for a request that failed for good."""
-        return cls(generations=[], usage=Usage(), latency_s=latency_s, error=error)
+        return cls(
+            generations=[],
+            usage=Usage(),
+            latency_s=latency_s,
+            error=error,
+            attempt_errors=attempt_errors or {},
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form, to store with the example (or the failure) it produced."""
@@ -266,6 +296,7 @@ class TeacherResult:
             "usage": self.usage.as_dict(),
             "latency_s": self.latency_s,
             "error": None if self.error is None else self.error.as_dict(),
+            "attempt_errors": dict(self.attempt_errors),
         }
 
     @classmethod
@@ -278,6 +309,7 @@ class TeacherResult:
             usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
             latency_s=data.get("latency_s", 0.0),
             error=None if error is None else error_from_dict(error),
+            attempt_errors=dict(data.get("attempt_errors") or {}),
         )
 
 

@@ -21,6 +21,7 @@ import logging
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ from workers.teachers.base import (
     TeacherUnavailable,
     TokenLogprob,
     Usage,
+    error_cause,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PROBE_TIMEOUT_S = 10.0
 TOKEN_ID_PREFIX = "token_id:"  # vLLM's token form with return_tokens_as_token_ids
 _SCHEMA_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -96,7 +99,9 @@ def schema_name(schema: Mapping[str, Any]) -> str:
 def parse_completion(data: Any) -> tuple[list[Generation], Usage]:
     """Generations and usage from a chat-completions body; extra fields are ignored.
 
-    Raises :class:`TeacherBadResponse` when the body does not have the expected shape.
+    Raises :class:`TeacherBadResponse` when the body does not have the expected shape: no
+    ``choices``, a choice whose ``content`` is not text, or no ``usage`` (a protocol error is
+    retried like a 5xx, never turned into a blank answer).
     """
     try:
         choices = data["choices"]
@@ -105,7 +110,9 @@ def parse_completion(data: Any) -> tuple[list[Generation], Usage]:
         if len(choices) > 1:
             choices = sorted(choices, key=lambda c: c.get("index", 0))
         generations = [_parse_choice(choice) for choice in choices]
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            raise TeacherBadResponse("response has no usage")
         return generations, Usage(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
@@ -117,10 +124,12 @@ def parse_completion(data: Any) -> tuple[list[Generation], Usage]:
 def _parse_choice(choice: Mapping[str, Any]) -> Generation:
     message = choice["message"]
     content = message.get("content")
+    if not isinstance(content, str):  # null (e.g. a refusal or tool call) is no answer
+        raise TeacherBadResponse(f"response content is {type(content).__name__}, not text")
     logprobs = choice.get("logprobs")
     entries = logprobs.get("content") if logprobs else None
     return Generation(
-        text=content if isinstance(content, str) else "",
+        text=content,
         finish_reason=choice.get("finish_reason"),
         logprobs=None if entries is None else [_parse_token(e) for e in entries],
     )
@@ -305,6 +314,7 @@ class OpenAITeacher:
         body = orjson.dumps(build_body(request, self.model, return_token_ids=self.return_token_ids))
         started: float | None = None
         attempt = 0
+        causes: Counter[str] = Counter()
         while True:
             async with self._semaphore:
                 if started is None:
@@ -313,11 +323,13 @@ class OpenAITeacher:
                     generations, usage = await self._post(body)
                 except TeacherError as exc:
                     error = exc
+                    causes[error_cause(exc)] += 1
                 else:
-                    return TeacherResult(generations, usage, time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    return TeacherResult(generations, usage, elapsed, attempt_errors=dict(causes))
             if not error.retryable or attempt >= self.max_retries:
                 self._log_failure(request, error, attempt)
-                return TeacherResult.failed(error, time.perf_counter() - started)
+                return TeacherResult.failed(error, time.perf_counter() - started, dict(causes))
             await asyncio.sleep(
                 retry_delay(
                     attempt,
@@ -340,22 +352,32 @@ class OpenAITeacher:
         return parse_completion(data)
 
     async def _send(
-        self, method: str, url: str, body: bytes | None = None
+        self, method: str, url: str, body: bytes | None = None, timeout_s: float | None = None
     ) -> tuple[bytes, int, Mapping[str, str]]:
         """One HTTP exchange; transport failures become typed errors."""
+        limit = timeout_s or self.request_timeout_s
         try:
             async with self._client().request(
-                method, url, data=body, headers=self._headers
+                method,
+                url,
+                data=body,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=limit),
             ) as response:
                 return await response.read(), response.status, response.headers
         except TimeoutError as exc:
-            raise TeacherTimeout(
-                f"no answer from {url} within {self.request_timeout_s:g} s"
-            ) from exc
+            raise TeacherTimeout(f"no answer from {url} within {limit:g} s") from exc
         except aiohttp.ClientConnectorError as exc:
             raise TeacherUnavailable(f"no teacher server at {url}: {exc.strerror}") from exc
         except aiohttp.ClientError as exc:
             raise TeacherUnavailable(f"connection to {url} failed: {exc!r}") from exc
+
+    async def probe(self) -> None:
+        """A cheap liveness check (``GET /models``); raises a :class:`TeacherError`."""
+        url = f"{self.base_url}/models"
+        raw, status, headers = await self._send("GET", url, timeout_s=PROBE_TIMEOUT_S)
+        if status != 200:
+            raise error_for_status(status, raw, headers, url)
 
     async def _discover_model(self) -> None:
         async with self._model_lock:
