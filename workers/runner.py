@@ -53,6 +53,7 @@ from app.db import is_db_unavailable
 from app.models import TERMINAL_STATUSES, Example, Job, Skill
 from app.state import Database
 from workers import breaker as breakers
+from workers.curation import language
 from workers.methods import METHODS
 from workers.methods.base import JobCancelled, TaskInput, TaskOutcome
 from workers.teachers.base import TeacherError, TeacherRequest, TeacherResult, error_cause
@@ -189,6 +190,8 @@ class Runner:
 
     async def run(self) -> None:
         """Run until :meth:`stop` (or cancellation); then finish or release what is held."""
+        # curation's models, loaded once before the first task rather than by each task at once
+        await asyncio.to_thread(language.warm_up)
         listener = asyncio.create_task(self._listen()) if self.listen else None
         presence = asyncio.create_task(self._presence())
         kinds = sorted(self.methods)

@@ -18,6 +18,7 @@ cannot place, are never rejected.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
@@ -80,9 +81,26 @@ def _fold() -> dict[str, str]:
 _FOLDED: Final = _fold()
 
 
+_LOADING: Final = threading.Lock()
+
+
 @cache
-def _identifier() -> LanguageIdentifier:
+def _load() -> LanguageIdentifier:
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def _identifier() -> LanguageIdentifier:
+    """The model, loaded once per process: tasks of a worker call this from several threads at
+    once, and each of them loading its own copy cost ~0.5 s of CPU and ~50 MB apiece."""
+    if _load.cache_info().currsize:
+        return _load()
+    with _LOADING:
+        return _load()
+
+
+def warm_up() -> None:
+    """Load the model now (a worker calls this at start, before its first task)."""
+    _identifier()
 
 
 def supported() -> frozenset[str]:
