@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import contamination, paging
 from app.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from app.examples import NDJSON_TYPES
+from app.examples import NDJSON_TYPES, validation_errors
 from app.models import Benchmark, BenchmarkItem, Example
 from app.schemas import BenchmarkCreate, BenchmarkItemIn, BenchmarkRead
 
@@ -71,7 +71,7 @@ def _parse_json(body: bytes, max_items: int) -> BenchmarkCreate:
     try:
         return BenchmarkCreate.model_validate(data)
     except ValidationError as exc:
-        errors = _errors(exc, ["body"])[:MAX_REPORTED_ERRORS]
+        errors = validation_errors(exc, ["body"])[:MAX_REPORTED_ERRORS]
         where = ".".join(str(p) for p in errors[0]["loc"][1:])
         raise ValidationFailed(f"{where or 'body'}: {errors[0]['msg']}", details=errors) from None
 
@@ -96,7 +96,7 @@ def _parse_ndjson(body: bytes, name: str | None, default: bool, max_items: int) 
         except orjson.JSONDecodeError as exc:
             errors.append({"loc": loc, "line": lineno, "msg": f"invalid JSON: {exc}"})
         except ValidationError as exc:
-            errors.extend({**e, "line": lineno} for e in _errors(exc, loc))
+            errors.extend({**e, "line": lineno} for e in validation_errors(exc, loc))
         if len(errors) >= MAX_REPORTED_ERRORS:
             break
     if errors:
@@ -110,15 +110,8 @@ def _parse_ndjson(body: bytes, name: str | None, default: bool, max_items: int) 
     try:
         return BenchmarkCreate(name=name, items=items, default=default)
     except ValidationError as exc:
-        errors = [{**e, "loc": ["query", *e["loc"]]} for e in _errors(exc, [])]
+        errors = [{**e, "loc": ["query", *e["loc"]]} for e in validation_errors(exc, [])]
         raise ValidationFailed(f"name: {errors[0]['msg']}", details=errors) from None
-
-
-def _errors(exc: ValidationError, prefix: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_input=False)
-    ]
 
 
 def _check_count(n: int, max_items: int) -> None:

@@ -69,7 +69,7 @@ def _parse_json(body: bytes, max_examples: int) -> list[ExampleIn]:
         try:
             examples.append(ExampleIn.model_validate(item))
         except ValidationError as exc:
-            errors.extend(_errors(exc, ["body", "examples", i]))
+            errors.extend(validation_errors(exc, ["body", "examples", i]))
         if len(errors) >= MAX_REPORTED_ERRORS:
             break
     if errors:
@@ -104,7 +104,8 @@ def _parse_ndjson(body: bytes, max_examples: int) -> list[ExampleIn]:
                 {"loc": ["body", f"line {lineno}"], "line": lineno, "msg": f"invalid JSON: {exc}"}
             ]
         except ValidationError as exc:
-            error = [{**e, "line": lineno} for e in _errors(exc, ["body", f"line {lineno}"])]
+            loc = ["body", f"line {lineno}"]
+            error = [{**e, "line": lineno} for e in validation_errors(exc, loc)]
         if error:
             errors.extend(error)
             if len(errors) >= MAX_REPORTED_ERRORS:
@@ -120,7 +121,8 @@ def _parse_ndjson(body: bytes, max_examples: int) -> list[ExampleIn]:
     return examples
 
 
-def _errors(exc: ValidationError, prefix: list[Any]) -> list[dict[str, Any]]:
+def validation_errors(exc: ValidationError, prefix: list[Any]) -> list[dict[str, Any]]:
+    """pydantic's errors as API details, each `loc` under `prefix`."""
     return [
         {"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
         for e in exc.errors(include_url=False, include_input=False)

@@ -278,44 +278,20 @@ async def answer_again(
             summary={"round": round_no, "stopped": "target reached"},
         )
     system = skill_system_prompt(task.skill)
-    sampling = sampling_from(task.teacher, seed_offset=round_no)
     seeds = [] if params.get("languages") else seed_texts(await ctx.sample_demos(100, 0))
     config = await asyncio.to_thread(filter_config, params, seeds)
-    requests = [
-        TeacherRequest(
-            messages=answer_messages(system, c.instruction, c.input),
-            sampling=sampling,
-            top_logprobs=task.teacher.get("top_logprobs"),
-            request_id=f"{task.task_id}:answer:{i}",
-        )
-        for i, (c, _) in enumerate(items)
-    ]
-    await ctx.check_cancel()
-    answers = await ctx.teacher.generate(requests)
-    await ctx.check_cancel()
+    answers, made = await answer_tasks(task, ctx, system, items, config, "answer")
     since = dt.datetime.fromisoformat(payload["since"])
-    unanswered = to_retry(answers)
+    unanswered = [i for i, example in enumerate(made) if example is None]
     followups = []
     if unanswered:
         retry = retry_followup(payload, len(unanswered), first_error(answers, unanswered))
         followups.append(answer_followup([items[i] for i in unanswered], round_no, retry, since))
-    skip = set(unanswered)
-    examples = [
-        answer_example(
-            item_index=i,
-            instruction=candidate.instruction,
-            input=candidate.input,
-            result=result,
-            filter_names=params.get("answer_filters"),
-            prompt_id=ANSWER_ID,
-            prompt_version=PROMPT_VERSION,
-            sampling=sampling,
-            meta=meta,
-            filter_config=config,
-        )
-        for i, ((candidate, meta), result) in enumerate(zip(items, answers, strict=True))
-        if i not in skip
-    ]
+    examples = []
+    for i, example in enumerate(made):
+        if example is not None:
+            example.item_index = i
+            examples.append(example)
     await asyncio.to_thread(reject_contaminated, examples, await job_benchmarks(task, ctx))
     accepted = [e for e in examples if e.status == "accepted"]
     dedup_config = dedup.DedupConfig(threshold=params["similarity_threshold"])
