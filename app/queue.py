@@ -993,6 +993,32 @@ def _budget_error(job: Job, now: dt.datetime, budget_seconds: float | None) -> s
     )
 
 
+async def expedite_retries(*, session: AsyncSession, teacher_model: str | None) -> int:
+    """Make the queued retries of this teacher's tasks due now; returns how many.
+
+    Called by a worker whose teacher answers again after an outage: the retries queued during it
+    carry backoffs of up to minutes, which would leave the recovered teacher idle and the jobs
+    waiting (their health would keep saying ``waiting_for_teacher`` until one completes).
+    """
+    now = utcnow()
+    model = or_(Task.teacher_model.is_(None), Task.teacher_model == teacher_model)
+    result = await session.execute(
+        update(Task)
+        .where(
+            Task.status == "queued",
+            Task.last_error.is_not(None),
+            Task.run_after > now,
+            model if teacher_model is not None else Task.teacher_model.is_(None),
+        )
+        .values(run_after=now)
+        .execution_options(synchronize_session=False)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        await notify(session)
+    return count
+
+
 async def expire_teacher_budgets(
     *, session: AsyncSession, budget_seconds: float, worker: str | None = None
 ) -> int:

@@ -290,3 +290,30 @@ def test_expansion_retries_failed_proposals_and_answers(settings: Settings) -> N
         assert len(teacher.failed_answers) >= 3
         for prompt in teacher.failed_answers:  # each was answered again, or stored: not lost
             assert any(instruction in prompt for instruction in answered | late), prompt
+
+
+async def test_retries_queued_in_an_outage_run_as_soon_as_the_teacher_is_back(
+    fast: Settings, client: httpx.Client
+) -> None:
+    """Backoffs grow during an outage (a minute here); once a probe finds the teacher back,
+    the queued retries are due at once instead of leaving it idle and the job waiting."""
+    settings = fast.model_copy(update={"retry_base_seconds": 60.0, "retry_max_seconds": 120.0})
+    state = {"down": True}
+
+    def outage(_request: TeacherRequest) -> TeacherError | None:
+        return TeacherUnavailable("connection refused") if state["down"] else None
+
+    _, job_id = labeling_job(client, 4, chunk=2)
+    teacher = ScriptedTeacher(fail_when=outage)
+    async with running(settings, teacher, breaker=Breaker(threshold=2, probe_seconds=0.2)) as run:
+        for _ in range(200):
+            if run.breaker.open:
+                break
+            await asyncio.sleep(0.05)
+        assert run.breaker.open
+        body = client.get(f"/v1/jobs/{job_id}").json()
+        assert body["status"] == "running" and body["progress"]["completed"] == 0
+        state["down"] = False
+        body = await finished(client, job_id, timeout=15)  # not after the 60 s backoff
+    assert body["status"] == "succeeded" and body["progress"]["accepted"] == 4
+    assert body["health"]["state"] == "ok"

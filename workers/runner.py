@@ -523,6 +523,22 @@ class Runner:
         self._teacher_results(_Tally(), [])  # logs and reports a change
         if self.breaker.open:
             await self._expire_budgets()
+        else:
+            await self._expedite_retries()
+
+    async def _expedite_retries(self) -> None:
+        """The teacher is back: what waits out a backoff from the outage is due now."""
+        try:
+            async with self.db.transaction() as session:
+                woken = await queue.expedite_retries(
+                    session=session, teacher_model=self.teacher.model
+                )
+        except Exception as exc:
+            self._log(logging.WARNING, f"waking retries failed: {exc!r}", "retries_woken")
+            return
+        if woken:
+            self._log(logging.INFO, f"teacher back: {woken} queued retries are due now",
+                      "retries_woken", tasks=woken)  # fmt: skip
 
     async def _expire_budgets(self) -> None:
         try:
