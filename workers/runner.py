@@ -161,6 +161,9 @@ class Runner:
         )
         self._breaker_changes = 0
         self._report = asyncio.Event()  # heartbeat the registry now (the breaker moved)
+        # tasks in flight when the teacher came back: their retries, queued after the wake-up
+        # of the others, are made due when they finish
+        self._in_flight_at_recovery: set[uuid.UUID] = set()
         if settings.heartbeat_seconds * 2 > settings.lease_seconds:
             log.warning(
                 "heartbeat_seconds (%s) should be at most half of lease_seconds (%s), or a busy "
@@ -343,6 +346,9 @@ class Runner:
                 await beat
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await state.work
+            if claimed.id in self._in_flight_at_recovery:
+                self._in_flight_at_recovery.discard(claimed.id)
+                await self._expedite_retries()
 
     async def _work(self, state: _Running) -> TaskOutcome:
         claimed = state.claimed
@@ -503,6 +509,9 @@ class Runner:
                           last_error=self.breaker.last_error)  # fmt: skip
             else:
                 self._log(logging.INFO, "teacher answers again: claiming", "teacher_up")
+                # each of these wakes the retries queued during the outage when it finishes
+                # (this one included: its own follow-ups are written after this)
+                self._in_flight_at_recovery = set(self._running)
 
     async def _probe(self) -> None:
         """While the breaker is open: wait, probe the teacher, and settle spent budgets."""
