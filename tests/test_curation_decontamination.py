@@ -8,8 +8,15 @@ import sys
 
 import pytest
 
+from app import contamination
 from tests.contamination_cases import BENCHMARK as BENCHMARK_CASES
-from tests.contamination_cases import CLEAN, LEAKS
+from tests.contamination_cases import (
+    CLEAN,
+    HELDOUT_BENCHMARK,
+    HELDOUT_CLEAN,
+    HELDOUT_LEAKS,
+    LEAKS,
+)
 from workers.curation import decontamination as dc
 from workers.curation.types import CONTAMINATED, Candidate
 
@@ -76,26 +83,43 @@ def test_hashes_are_stable_across_processes() -> None:
 LABELED = dc.build_index(("b", "labeled", i, text) for i, text in enumerate(BENCHMARK_CASES))
 
 
-def labeled_scores() -> tuple[float, float, list[str]]:
-    """Recall on LEAKS (caught and pointing at their own item), precision over LEAKS + CLEAN."""
+def labeled_scores(
+    benchmark: list[str], leaks: list[tuple[int, str, str]], clean: list[str]
+) -> tuple[float, float, list[str], list[str]]:
+    """Recall on `leaks` (caught and pointing at their own item), precision over leaks + clean,
+    the missed leaks and the clean texts caught."""
+    index = dc.build_index(("b", "labeled", i, text) for i, text in enumerate(benchmark))
     misses = []
     caught = 0
-    for item, kind, text in LEAKS:
-        found = dc.match(text, LABELED)
+    for item, kind, text in leaks:
+        found = dc.match(text, index)
         if found is not None and found.item.idx == item:
             caught += 1
         else:
             misses.append(f"{item} {kind}: {text}")
-    false_positives = [text for text in CLEAN if dc.match(text, LABELED) is not None]
-    return caught / len(LEAKS), caught / (caught + len(false_positives)), misses
+    false_positives = [text for text in clean if dc.match(text, index) is not None]
+    return caught / len(leaks), caught / (caught + len(false_positives)), misses, false_positives
 
 
 def test_labeled_set_precision_and_recall() -> None:
-    recall, precision, misses = labeled_scores()
+    recall, precision, misses, caught_clean = labeled_scores(BENCHMARK_CASES, LEAKS, CLEAN)
     # measured: recall 44/45 = 0.978 (the miss: a paraphrased question about the passage),
     # precision 1.0 (no clean text of 44 caught)
-    assert precision == 1.0
+    assert precision == 1.0, caught_clean
     assert recall >= 0.97, misses
+
+
+def test_held_out_set_precision_and_recall() -> None:
+    """The set written without reading the method (tests/contamination_cases.py, HELDOUT)."""
+    recall, precision, misses, caught_clean = labeled_scores(
+        HELDOUT_BENCHMARK, HELDOUT_LEAKS, HELDOUT_CLEAN
+    )
+    # measured: recall 84/85 = 0.988 (the miss: "What is the value of x if 3x + 7 = 2x - 5?"
+    # without its options: with numbers folded an equation is a template, so its question is
+    # not matched alone), precision 84/85 = 0.988 (caught: the atmosphere question with 21
+    # percent for 78, one token of six; first sight, before the clause rule: 84/86 = 0.977)
+    assert precision >= 0.98, caught_clean
+    assert recall >= 0.98, misses
 
 
 @pytest.mark.parametrize(
@@ -137,6 +161,77 @@ def test_short_items_need_an_exact_repeat() -> None:
     assert dc.match("Who wrote the play Hamlet?", index) is None
     assert dc.match("Is it", index).item.idx == 1  # function words only: the whole text
     assert dc.match("Is it raining?", index) is None
+
+
+def test_a_short_item_must_end_its_clause() -> None:
+    index = dc.build_index([("b", "t", 0, "Who wrote Hamlet?"), ("b", "t", 1, "Capital of Peru?")])
+    assert dc.match("Who wrote Hamlet's sequel?", index) is None  # another question
+    assert dc.match("Who wrote Hamlet\u2019s sequel?", index) is None
+    assert dc.match("Who wrote Hamlet in Danish?", index) is None
+    assert dc.match("What is the capital of Peru's neighbour Chile?", index) is None
+    for text, item in [
+        ("Who wrote Hamlet?\nShakespeare wrote it.", 0),
+        ("who wrote hamlet", 0),
+        ("Tell me: who wrote Hamlet (the play)?", 0),
+        ("Name the capital of Peru . Lima.", 1),
+    ]:
+        found = dc.match(text, index)
+        assert found is not None and found.item.idx == item, text
+
+
+MCQ = (
+    "Which of the following statements about enzymes is correct?\n"
+    "A. They are consumed by the reactions they catalyse\n"
+    "B. They lower the activation energy of a reaction\n"
+    "C. They work equally well at every temperature\n"
+    "D. They change the equilibrium constant of a reaction"
+)
+
+
+def test_mcq_parts_split_question_and_options() -> None:
+    parts = contamination.mcq_parts(MCQ)
+    assert parts is not None
+    question, options = parts
+    assert question == "Which of the following statements about enzymes is correct?"
+    assert options[1] == "They lower the activation energy of a reaction"
+    inline = "Pick one: (A) red (B) blue (C) green"
+    assert contamination.mcq_parts(inline) == ("Pick one:", ["red", "blue", "green"])
+    assert contamination.mcq_parts("A. first\nB. second") is None  # no question
+    assert contamination.mcq_parts("Plan A: rest. Then B.") is None
+    assert contamination.mcq_parts("What is 2 + 2?\nA. 3\nC. 4") is None  # no "B"
+
+
+def test_mcq_with_its_options_reordered_is_caught() -> None:
+    index = dc.build_index([("b", "mmlu", 0, MCQ)])
+    question, *options = MCQ.split("\n")
+    bodies = [o[3:] for o in options]
+    for order in ((3, 2, 1, 0), (1, 3, 0, 2), (2, 0, 3, 1)):
+        text = "\n".join(
+            [f"Quiz: {question}", *(f"({'abcd'[i]}) {bodies[j]}" for i, j in enumerate(order))]
+        )
+        found = dc.match(text + "\nAnswer: (b)", index)
+        assert found is not None and found.rule == "fuzzy", order
+    # the frame alone, or the frame with other options, is another question
+    assert dc.match(question, index) is None
+    assert dc.match(question.replace("enzymes", "hormones"), index) is None
+    other = (
+        f"{question}\nA. They are proteins that speed up reactions\nB. They are used up in "
+        "each reaction\nC. They only work outside cells\nD. They raise the activation energy"
+    )
+    assert dc.match(other, index) is None
+
+
+def test_distinctive_mcq_question_is_caught_without_its_options() -> None:
+    item = "Which hormone lowers blood glucose levels after a meal?\nA. Glucagon\nB. Insulin"
+    item += "\nC. Cortisol\nD. Adrenaline"
+    equation = "What is the value of x if 3x + 7 = 2x - 5?\nA. -12\nB. -2\nC. 2\nD. 12"
+    index = dc.build_index([("b", "mmlu", 0, item), ("b", "mmlu", 1, equation)])
+    found = dc.match("Which hormone lowers blood sugar levels after a meal?", index)
+    assert found is not None and found.item.idx == 0 and found.rule == "fuzzy"
+    assert dc.match("Explain: which hormone lowers blood glucose after a meal?", index)
+    assert dc.match("Which hormone raises blood glucose levels between meals?", index) is None
+    # an equation's question is a template once numbers fold: not matched alone
+    assert dc.match("What is the value of x if 5x - 3 = 2x + 9?", index) is None
 
 
 def test_long_item_quoted_in_part_hits_the_13_gram_rule() -> None:

@@ -260,6 +260,7 @@ LABELED_SETS = {
     "held_out_1": (cases.HOLDOUT_INSTRUCTION_CLASSES, cases.HOLDOUT_ANSWER_CLASSES),
     "held_out_2": (cases.HARD_INSTRUCTION_CLASSES, cases.HARD_ANSWER_CLASSES),
     "held_out_3": (cases.HELD3_INSTRUCTION_CLASSES, cases.HELD3_ANSWER_CLASSES),
+    "held_out_4": (cases.HELDOUT_4_INSTRUCTION_CLASSES, cases.HELDOUT_4_ANSWER_CLASSES),
 }
 
 
@@ -268,7 +269,11 @@ def test_labeled_set_precision_and_recall(name: str) -> None:
     """Default filters, English job: each class decided as labeled, each reason's precision and
     recall. All 1.00 now. Measured before the patterns were tuned on them: held_out_2 non_text
     recall 9/16, precision 9/10, refusals caught 12/16; held_out_3 non_text recall 12/12,
-    precision 12/13, refusals caught 9/12 (docs/curation.md)."""
+    precision 12/13, refusals caught 9/12; held_out_4 non_text recall 25/33, precision 25/26,
+    refusal recall 30/55 (refusals 23/29, wordy non-answers 7/26), precision 30/32 (docs/
+    curation.md). held_out_4 stays below 1.00: "Unknown" alone is kept (it answers "Who wrote
+    Beowulf?"), and a first-person story line "I cannot tell you how the body got in" is
+    rejected."""
     instruction_classes, answer_classes = LABELED_SETS[name]
     verdicts = _instruction_verdicts(instruction_classes) + _answer_verdicts(answer_classes)
     per_class, per_reason = _scores(verdicts)
@@ -378,10 +383,43 @@ def test_expansion_curation_rejects_other_languages_of_the_seeds() -> None:
         "I do not feel comfortable providing that information.",
         "I'm sorry, but I don't have access to exam papers and wouldn't share them.",
         "Counterfeiting is a crime, so I can't walk you through it.",
+        "Well, I'm not certain of that.",  # non-answers
+        "It all depends.",
+        "Solution:",
+        "(no answer given)",
+        "Spreading rumours hurts people, so I won't be helping with this.",
+        "That isn't something we're willing to do.",
+        "Writing that would be contrary to our content policies.",
+        "I am not able to place video calls.",
+        "That's not a request I can take on.",
+        "Good question!",
     ],
 )
 def test_refusal_is_matched_on_normalised_text(text: str) -> None:
     assert patterns.refusal(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dear Ana, I can't tell you how much your help meant to us.",  # emphatic idiom
+        "I can't reply until Monday 3 June; Priya covers urgent requests.",  # a date
+        "It depends on the altitude: water boils at 100 C at sea level and lower on mountains.",
+        "Answer: Paris.",
+        "We can't guarantee delivery before Christmas for orders placed after 18 December.",
+        "None.",
+    ],
+)
+def test_refusal_near_misses_are_kept(text: str) -> None:
+    assert patterns.refusal(text) is None
+
+
+def test_spanish_opening_marks_are_not_a_bad_start() -> None:
+    spanish = FilterConfig(languages=("es",))
+    for text in ("¿Cuáles son los planetas del sistema solar?", "¡Escribe un poema sobre el mar!"):
+        assert apply_filters(Candidate(text), filters.INSTRUCTION_FILTERS, spanish) is None
+    assert reason("starts_with_text", Candidate("¿Qué hora es?"), spanish) is None
+    assert reason("starts_with_text", Candidate("?Qué hora es"), spanish) == types.BAD_START
 
 
 def test_refusal_must_dominate_a_long_answer() -> None:
@@ -404,6 +442,25 @@ def test_refusal_must_dominate_a_long_answer() -> None:
         ("Draw a cat in ASCII art.", False),
         ("Explain the symbolism in the painting by Picasso.", False),
         ("Here's a photo of my garden: which plants are weeds?", True),
+        ("What should a photographer include in a client contract?", False),  # not "photograph"
+        ("Create a mapping from country codes to names.", False),  # data, not a map
+        ("See Table 3 and name the largest value.", True),
+        ("Using the diagram, label the parts of a flower.", True),
+        ("Fax my signed contract to the landlord.", True),
+        ("Upload a file to S3 with boto3.", False),  # code moves files
+        ("Print the first ten prime numbers in Python.", False),
+        ("Strum a few chords of a folk song.", True),
+        ("Play the role of a job interviewer.", False),
+        ("Transcribe the notes in this photocopied page.", True),
+        ("Scan this QR code and tell me where it leads.", True),  # "code" is no topic here
+        ("Upload my CV to LinkedIn.", True),
+        # a programming task's URLs and downloads are strings and calls, not places to go
+        ("Download a file from a URL in Python using requests.", False),
+        ("Explain how to parse the query string of https://example.com/a?b=1 in Go.", False),
+        ("Write a bash script that downloads https://example.com/data.csv every night.", False),
+        ("Summarize the article at https://example.com/news.", True),
+        ("Visit https://github.com/x/y and review the code.", True),  # consume what is there
+        ("Go to the link below and summarize the code.", True),
     ],
 )
 def test_non_text_word_forms_and_near_misses(text: str, non_text: bool) -> None:

@@ -138,7 +138,7 @@ def starts_with_text(candidate: Candidate, config: FilterConfig) -> Rejection | 
     if not text:
         return Rejection(types.BAD_START, "no text")
     first = text[0]
-    if unicodedata.category(first)[0] in "PS":
+    if unicodedata.category(first)[0] in "PS" and first not in "¿¡":  # Spanish opens with them
         return Rejection(types.BAD_START, f"starts with {first!r}")
     if config.ascii_start and not first.isascii():
         return Rejection(types.BAD_START, f"starts with non-ASCII {first!r}")
