@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import contamination, paging
 from app.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from app.examples import NDJSON_TYPES, validation_errors
+from app.examples import NDJSON_TYPES, raise_line_errors, validation_errors
 from app.models import Benchmark, BenchmarkItem, Example
 from app.schemas import BenchmarkCreate, BenchmarkItemIn, BenchmarkRead
 
@@ -99,12 +99,7 @@ def _parse_ndjson(body: bytes, name: str | None, default: bool, max_items: int) 
             errors.extend({**e, "line": lineno} for e in validation_errors(exc, loc))
         if len(errors) >= MAX_REPORTED_ERRORS:
             break
-    if errors:
-        first = errors[0]
-        field = ".".join(str(p) for p in first["loc"][2:])
-        raise ValidationFailed(
-            f"line {first['line']}: {field + ': ' if field else ''}{first['msg']}", details=errors
-        )
+    raise_line_errors(errors)
     if not items:
         raise BadRequest("no items in the JSONL body")
     try:

@@ -110,15 +110,20 @@ def _parse_ndjson(body: bytes, max_examples: int) -> list[ExampleIn]:
             errors.extend(error)
             if len(errors) >= MAX_REPORTED_ERRORS:
                 break
+    raise_line_errors(errors)
+    if not examples:
+        raise BadRequest("no examples in the JSONL body")
+    return examples
+
+
+def raise_line_errors(errors: list[dict[str, Any]]) -> None:
+    """A 422 naming the first bad JSONL line (and its field), with every error in the details."""
     if errors:
         first = errors[0]
         field = ".".join(str(p) for p in first["loc"][2:])
         raise ValidationFailed(
             f"line {first['line']}: {field + ': ' if field else ''}{first['msg']}", details=errors
         )
-    if not examples:
-        raise BadRequest("no examples in the JSONL body")
-    return examples
 
 
 def validation_errors(exc: ValidationError, prefix: list[Any]) -> list[dict[str, Any]]:
