@@ -192,12 +192,13 @@ def answers_itself() -> ColumnElement[bool]:
     )
 
 
-def is_current_child() -> ColumnElement[bool]:
-    """SQL: the example is the current answer of the prompt it points at (``source_id``)."""
+def is_current_child(example: Any = Example) -> ColumnElement[bool]:
+    """SQL: `example` (the table, or an alias of it) is the current answer of the prompt it
+    points at (``source_id``)."""
     return and_(
-        Example.source_id.is_not(None),
-        Example.status == "accepted",
-        Example.superseded_by.is_(None),
+        example.source_id.is_not(None),
+        example.status == "accepted",
+        example.superseded_by.is_(None),
     )
 
 

@@ -12,11 +12,13 @@ from sqlalchemy.orm import aliased
 from app import benchmarks, datasets, kinds, paging, queue
 from app.config import Settings
 from app.errors import Conflict, NotFound, RateLimited, ValidationFailed
-from app.examples import answers_itself
+from app.examples import answers_itself, is_current_child
 from app.models import Dataset, Example, Job
 from app.schemas import ExpansionJobCreate, JobHealth, JobRead, LabelingJobCreate, Progress
 
 NOTHING_TO_LABEL = "nothing to label: every prompt has an answer (relabel=true answers again)"
+NO_PROMPTS = "nothing to label: the dataset has no examples (upload seeds first)"
+NO_SEEDS = "expansion needs seed examples in the dataset: upload seeds first"
 _IN_CHUNK = 500
 
 
@@ -79,7 +81,7 @@ async def create_job(
     elif isinstance(params, kinds.ExpansionParams):
         if request.skill_id is None:
             job.params = {**job.params, "skill_from_dataset": _skill_from_dataset(dataset)}
-        await _require_seeds(session, dataset.id)
+        await _require_examples(session, dataset.id, NO_SEEDS)
         # one chain of rounds per lane: lane l runs rounds l, l + P, l + 2P ...
         lanes = min(params.parallel_rounds, params.max_rounds)
         payloads = [{"round": lane} for lane in range(lanes)]
@@ -110,11 +112,7 @@ async def _examples_to_label(
     answer = aliased(Example)
     unanswered = and_(
         ~answers_itself(),
-        ~exists().where(
-            answer.source_id == Example.id,
-            answer.status == "accepted",
-            answer.superseded_by.is_(None),
-        ),
+        ~exists().where(answer.source_id == Example.id, is_current_child(answer)),
     )
     if params.example_ids is None:
         stmt = select(Example.id).where(prompt)
@@ -122,7 +120,7 @@ async def _examples_to_label(
             stmt = stmt.where(unanswered)
         ids = list((await session.scalars(stmt.order_by(Example.id))).all())
         if not ids:
-            await _require_prompts(session, dataset_id)
+            await _require_examples(session, dataset_id, NO_PROMPTS)
         return ids
     wanted = list(dict.fromkeys(params.example_ids))
     # an answer stands for its prompt
@@ -154,16 +152,6 @@ async def _examples_to_label(
     return sorted(eligible)
 
 
-async def _require_prompts(session: AsyncSession, dataset_id: uuid.UUID) -> None:
-    found = await session.scalar(
-        select(Example.id)
-        .where(Example.dataset_id == dataset_id, Example.status != "rejected")
-        .limit(1)
-    )
-    if found is None:
-        raise Conflict("nothing to label: the dataset has no examples (upload seeds first)")
-
-
 def _skill_from_dataset(dataset: Dataset) -> dict[str, str]:
     """The skill an expansion job without `skill_id` asks for: the dataset's description.
 
@@ -180,14 +168,15 @@ def _skill_from_dataset(dataset: Dataset) -> dict[str, str]:
     return {"name": dataset.name, "description": dataset.description}
 
 
-async def _require_seeds(session: AsyncSession, dataset_id: uuid.UUID) -> None:
+async def _require_examples(session: AsyncSession, dataset_id: uuid.UUID, message: str) -> None:
+    """A 409 with `message` unless the dataset holds an example that is not rejected."""
     found = await session.scalar(
         select(Example.id)
         .where(Example.dataset_id == dataset_id, Example.status != "rejected")
         .limit(1)
     )
     if found is None:
-        raise Conflict("expansion needs seed examples in the dataset: upload seeds first")
+        raise Conflict(message)
 
 
 async def get_job(*, session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:

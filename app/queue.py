@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -192,6 +192,14 @@ def backoff_seconds(
 # --- enqueue ----------------------------------------------------------------------------------
 
 
+def served_by(teacher_model: str | None) -> ColumnElement[bool]:
+    """SQL: the task is one a worker serving `teacher_model` may run (a task that names no
+    model: any worker; one that names a model: only workers serving it)."""
+    if teacher_model:
+        return or_(Task.teacher_model.is_(None), Task.teacher_model == teacher_model)
+    return Task.teacher_model.is_(None)
+
+
 async def enqueue_job(
     *, session: AsyncSession, job: Job, payloads: Sequence[dict[str, Any]], max_attempts: int
 ) -> list[Task]:
@@ -265,11 +273,7 @@ async def claim_tasks(
         Task.lease_expires_at < now,
         Task.attempts < Task.max_attempts,
     )
-    model_ok = (
-        or_(Task.teacher_model.is_(None), Task.teacher_model == teacher_model)
-        if teacher_model
-        else Task.teacher_model.is_(None)
-    )
+    model_ok = served_by(teacher_model)
     stmt = (
         select(
             Task.id,
@@ -1001,14 +1005,13 @@ async def expedite_retries(*, session: AsyncSession, teacher_model: str | None) 
     waiting (their health would keep saying ``waiting_for_teacher`` until one completes).
     """
     now = utcnow()
-    model = or_(Task.teacher_model.is_(None), Task.teacher_model == teacher_model)
     result = await session.execute(
         update(Task)
         .where(
             Task.status == "queued",
             Task.last_error.is_not(None),
             Task.run_after > now,
-            model if teacher_model is not None else Task.teacher_model.is_(None),
+            served_by(teacher_model),
         )
         .values(run_after=now)
         .execution_options(synchronize_session=False)

@@ -374,19 +374,21 @@ class OpenAITeacher:
 
     async def probe(self) -> None:
         """A cheap liveness check (``GET /models``); raises a :class:`TeacherError`."""
+        await self._models(timeout_s=PROBE_TIMEOUT_S)
+
+    async def _models(self, timeout_s: float | None = None) -> tuple[str, bytes]:
+        """``GET /models``: the URL and the body; a non-200 answer raises its typed error."""
         url = f"{self.base_url}/models"
-        raw, status, headers = await self._send("GET", url, timeout_s=PROBE_TIMEOUT_S)
+        raw, status, headers = await self._send("GET", url, timeout_s=timeout_s)
         if status != 200:
             raise error_for_status(status, raw, headers, url)
+        return url, raw
 
     async def _discover_model(self) -> None:
         async with self._model_lock:
             if self.model:
                 return
-            url = f"{self.base_url}/models"
-            raw, status, headers = await self._send("GET", url)
-            if status != 200:
-                raise error_for_status(status, raw, headers, url)
+            url, raw = await self._models()
             try:
                 self.model = str(orjson.loads(raw)["data"][0]["id"])
             except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
