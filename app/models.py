@@ -250,7 +250,8 @@ class Example(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     raw_output: Mapped[str | None] = mapped_column(Text)
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    # MinHash signature of the instruction for the near-duplicate index (curation)
+    # MinHash signature of the instruction for the old near-duplicate index; no longer written
+    # or read (the index is exact now: workers.curation.dedup), kept until a migration drops it
     signature: Mapped[bytes | None] = mapped_column(LargeBinary)
     # the example whose prompt this one answers (labeling), and the answer that replaced this one
     source_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)

@@ -142,8 +142,6 @@ class ExampleData(Protocol):
     @property
     def scores(self) -> dict[str, Any] | None: ...
     @property
-    def signature(self) -> bytes | None: ...
-    @property
     def source_id(self) -> str | None: ...
 
 
@@ -173,7 +171,7 @@ class Outcome(Protocol):
     @property
     def recheck(
         self,
-    ) -> Callable[[list[tuple[str, bytes | None]]], dict[int, tuple[str, str]]] | None: ...
+    ) -> Callable[[list[str]], dict[int, tuple[str, str]]] | None: ...
     @property
     def recheck_since(self) -> dt.datetime | None: ...
     @property
@@ -1145,7 +1143,7 @@ async def _recheck(
     assert outcome.recheck is not None and outcome.recheck_since is not None
     rows = (
         await session.execute(
-            select(Example.instruction, Example.signature).where(
+            select(Example.instruction).where(
                 Example.dataset_id == dataset_id,
                 Example.status != "rejected",
                 Example.created_at >= outcome.recheck_since,
@@ -1155,7 +1153,7 @@ async def _recheck(
     ).all()
     if not rows:
         return
-    clashes = outcome.recheck([(r.instruction, r.signature) for r in rows])
+    clashes = outcome.recheck([r.instruction for r in rows])
     for ex in outcome.examples:
         if ex.item_index in clashes and ex.status == "accepted":
             ex.status = "rejected"  # type: ignore[misc]
@@ -1225,7 +1223,6 @@ async def _write_examples(
                     "usage": ex.usage,
                     "raw_output": ex.raw_output,
                     "scores": ex.scores,
-                    "signature": ex.signature,
                     "source_id": uuid.UUID(str(ex.source_id)) if ex.source_id else None,
                     "created_at": now,
                     **provenance,

@@ -444,7 +444,7 @@ async def test_fetch_examples_keeps_the_order_given(database: Database, fast: Se
     got = await ctx.fetch_examples([*ids, str(uuid.uuid4())])
     assert [g["id"] for g in got] == ids and got[0]["metadata"] == {"seq": 0}
     pool = await ctx.dataset_pool()
-    assert sorted(i for i, _ in pool) == ["item 0", "item 1", "item 2"]
+    assert sorted(pool) == ["item 0", "item 1", "item 2"]
     async with database.transaction() as session:
         session.add(
             Example(

@@ -726,11 +726,11 @@ class _Context:
         }
         return [by_id[i] for i in wanted if i in by_id]
 
-    async def dataset_pool(self) -> list[tuple[str, bytes | None]]:
-        stmt = select(Example.instruction, Example.signature).where(
+    async def dataset_pool(self) -> list[str]:
+        stmt = select(Example.instruction).where(
             Example.dataset_id == self._claimed.dataset_id, Example.status != "rejected"
         )
-        return [(row.instruction, row.signature) for row in await self._read(stmt)]
+        return [row.instruction for row in await self._read(stmt)]
 
     async def job_progress(self) -> dict[str, Any]:
         stmt = select(*(getattr(Job, f) for f in _PROGRESS_FIELDS)).where(

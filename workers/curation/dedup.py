@@ -441,8 +441,8 @@ class NearDupIndex:
     def from_rows(
         cls, rows: Iterable[str | tuple[str, Any]], config: DedupConfig | None = None
     ) -> NearDupIndex:
-        """An index of the texts of `rows`: texts, or tuples whose first item is the text (the
-        dataset pool's (instruction, signature) rows; the rest is not needed)."""
+        """An index of the texts of `rows`: texts, or tuples whose first item is the text (rows
+        read along with other columns; the rest is not needed)."""
         index = cls(config)
         index.add_many(r if isinstance(r, str) else r[0] for r in rows)
         index._flush()

@@ -83,7 +83,6 @@ class ExampleOut:
     prompt_id: str | None = None
     prompt_version: str | None = None
     scores: dict[str, Any] | None = None
-    signature: bytes | None = None
     source_id: str | None = None  # the example whose prompt this one answers (labeling)
 
 
@@ -108,10 +107,10 @@ class TaskOutcome:
     max_accepted: int | None = None
     # a last near-duplicate check at commit, under the dataset's lock, against the examples other
     # tasks stored since `recheck_since` (what this task's pool snapshot may have missed when
-    # rounds run in parallel): called with their (instruction, signature) rows, it returns the
+    # rounds run in parallel): called with their instructions, it returns the
     # item indexes to store as rejected instead of accepted, each with its (reason, detail):
     # "duplicate" (same words) or "near_duplicate" (the detail names the match and its ROUGE-L)
-    recheck: Callable[[list[tuple[str, bytes | None]]], dict[int, tuple[str, str]]] | None = None
+    recheck: Callable[[list[str]], dict[int, tuple[str, str]]] | None = None
     recheck_since: dt.datetime | None = None
 
 
@@ -133,8 +132,8 @@ class MethodContext(Protocol):
         metadata, status, origin), in the order given; unknown ids are left out."""
         ...
 
-    async def dataset_pool(self) -> list[tuple[str, bytes | None]]:
-        """(instruction, signature) of every non-rejected example of the dataset (for dedup)."""
+    async def dataset_pool(self) -> list[str]:
+        """The instruction of every non-rejected example of the dataset (for dedup)."""
         ...
 
     async def job_progress(self) -> dict[str, Any]:

@@ -571,12 +571,12 @@ def _dedup_text(candidate: Candidate) -> str:
 
 def recheck_against(
     accepted: list[tuple[int, str]], config: dedup.DedupConfig
-) -> Callable[[list[tuple[str, bytes | None]]], dict[int, tuple[str, str]]]:
+) -> Callable[[list[str]], dict[int, tuple[str, str]]]:
     """The commit-time check: which accepted items duplicate (same words) or nearly duplicate
     the instruction of one of `rows` (stored meanwhile by other tasks), as item -> (reject
     reason, detail naming the match and its ROUGE-L)."""
 
-    def check(rows: list[tuple[str, bytes | None]]) -> dict[int, tuple[str, str]]:
+    def check(rows: list[str]) -> dict[int, tuple[str, str]]:
         index = dedup.NearDupIndex.from_rows(rows, config)
         found: dict[int, tuple[str, str]] = {}
         for item, text in accepted:
