@@ -64,29 +64,17 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """The driver's own error under SQLAlchemy's wrapping (its text names the problem)."""
-    seen = {id(exc)}
-    while True:
-        orig = getattr(exc, "orig", None)
-        inner = orig if isinstance(orig, BaseException) else exc.__cause__
-        if inner is None or id(inner) in seen:
-            return exc
-        seen.add(id(inner))
-        exc = inner
-
-
 @contextlib.contextmanager
 def _database_errors(url: str) -> Iterator[None]:
     """Turn a database that is missing, unreachable or refusing into one line on stderr."""
     from sqlalchemy.engine import make_url
 
-    from app.db import DATABASE_ERRORS
+    from app.db import DATABASE_ERRORS, causes
 
     try:
         yield
     except DATABASE_ERRORS as exc:  # SQLAlchemy's errors (a bad URL too), OSError, the driver's
-        cause = _root_cause(exc)
+        *_, cause = causes(exc)  # the driver's own error: its text names the problem
         reason = " ".join(str(cause).split()) or type(cause).__name__
         where = make_url(url).render_as_string(hide_password=True)
         _fail(f"database {where}: {reason}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -94,15 +94,19 @@ def is_db_unavailable(exc: BaseException) -> bool:
         if isinstance(exc.orig, sqlite3.Error):  # SQLite says "no such table" this way too
             return any(s in str(exc.orig).lower() for s in _SQLITE_UNAVAILABLE)
         return True
+    return any(isinstance(cause, _CONNECTION_ERRORS) for cause in causes(exc))
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it wraps, down to the driver's own error: SQLAlchemy's ``orig``, else
+    ``__cause__`` (each once, should the chain loop)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, _CONNECTION_ERRORS):
-            return True
+        yield current
         seen.add(id(current))
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else current.__cause__
-    return False
 
 
 def utcnow() -> dt.datetime:
