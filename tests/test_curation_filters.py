@@ -473,3 +473,12 @@ def test_non_text_word_forms_and_near_misses(text: str, non_text: bool) -> None:
 )
 def test_stems_fold_word_forms(word: str, stem: str) -> None:
     assert patterns.stems(word) == stem
+
+
+def test_non_text_material_in_the_input_is_matched_on_normalised_text() -> None:
+    config = filters.FilterConfig()
+    for given in ("See the attached file.", "See the ATTACHED file.", "Details: https://x.org"):
+        found = filters.non_text(Candidate("Summarize the document.", given, None), config)
+        assert found is not None and found.reason == "non_text", given
+    plain = Candidate("Summarize the document.", "It rained all day.", None)
+    assert filters.non_text(plain, config) is None

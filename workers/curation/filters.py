@@ -168,7 +168,8 @@ def non_text(candidate: Candidate, config: FilterConfig) -> Rejection | None:
     """`non_text`: the task needs input or output a text model has not got (an image to draw,
     a photo to look at, an attached file, a URL); word forms, see `patterns.non_text`."""
     found = patterns.non_text(candidate.instruction)
-    if found is None and candidate.input and patterns.NON_TEXT_WORDS.search(candidate.input):
+    # the input in the form the instruction is matched in (NON_TEXT_WORDS expects it)
+    if found is None and patterns.NON_TEXT_WORDS.search(patterns.normalise(candidate.input)):
         found = "a URL or an attachment in the input"
     if found is None:
         return None
