@@ -286,10 +286,7 @@ def _check_rows(
 ) -> list[tuple[uuid.UUID, contamination.Match, str]]:
     found = []
     for row in rows:
-        for where, text in (("instruction", f"{row.instruction}\n{row.input}"),
-                            ("output", row.output or "")):  # fmt: skip
-            match = contamination.check(text, index)
-            if match is not None:
-                found.append((row.id, match, where))
-                break
+        hit = contamination.check_example(row.instruction, row.input, row.output, index)
+        if hit is not None:
+            found.append((row.id, *hit))
     return found

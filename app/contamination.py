@@ -442,3 +442,18 @@ def _window_recall(
             sum(LCSseq.similarity(item[e - n : e], span) for e, n in zip(ends, parts, strict=True)),
         )
     return best / len(item)
+
+
+def check_example(
+    instruction: str, input: str, output: str | None, index: Index
+) -> tuple[Match, str] | None:
+    """The first match of an example's task (instruction and input), else of its answer, with
+    where it was found ("instruction" or "output"); None when neither matches."""
+    fields = [("instruction", f"{instruction}\n{input}")]
+    if output:
+        fields.append(("output", output))
+    for where, text in fields:
+        found = check(text, index)
+        if found is not None:
+            return found, where
+    return None

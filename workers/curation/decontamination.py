@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.contamination import DEFAULT_N, Index, build_index, ngram_hashes, words
+from app.contamination import DEFAULT_N, Index, build_index, check_example, ngram_hashes, words
 from app.contamination import check as match
 from workers.curation.types import CONTAMINATED, Candidate, Rejection
 
@@ -36,14 +36,8 @@ def check_candidate(candidate: Candidate, index: Index | None) -> Rejection | No
     """`contaminated` when the task (instruction and input) or the answer matches an item."""
     if index is None or not len(index):
         return None
-    fields = [("instruction", f"{candidate.instruction}\n{candidate.input}")]
-    if candidate.output:
-        fields.append(("output", candidate.output))
-    for where, text in fields:
-        found = match(text, index)
-        if found is not None:
-            return Rejection(CONTAMINATED, found.detail(where))
-    return None
+    found = check_example(candidate.instruction, candidate.input, candidate.output, index)
+    return None if found is None else Rejection(CONTAMINATED, found[0].detail(found[1]))
 
 
 def build_ngram_set(texts: Iterable[str], n: int = DEFAULT_N) -> set[int]:
