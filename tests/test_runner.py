@@ -105,10 +105,14 @@ async def test_runs_a_job_to_success(database: Database, fast: Settings) -> None
 
 
 async def test_a_slow_teacher_call_keeps_its_lease(database: Database, fast: Settings) -> None:
-    """One teacher call lasts 3 leases; heartbeats keep the task, a second worker waits."""
-    settings = fast.model_copy(update={"lease_seconds": 0.6, "heartbeat_seconds": 0.2})
+    """One teacher call lasts 2.5 leases; heartbeats keep the task, a second worker waits.
+
+    The lease leaves 1.75 s of slack over the heartbeat: a loaded CI machine stalled a
+    0.4 s slack (lease 0.6 s) long enough to lose the lease.
+    """
+    settings = fast.model_copy(update={"lease_seconds": 2.0, "heartbeat_seconds": 0.25})
     job_id = await add_job(database, item_payloads(2, 2), params={"batch": 2})
-    slow, other = ScriptedTeacher(delay=1.8), ScriptedTeacher()
+    slow, other = ScriptedTeacher(delay=5.0), ScriptedTeacher()
     async with running(database, settings, slow):
         await asyncio.wait_for(slow.started.wait(), 10)
         async with running(database, settings, other) as second:
