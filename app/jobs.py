@@ -14,7 +14,7 @@ from app.config import Settings
 from app.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from app.examples import answers_itself, is_current_child
 from app.models import Dataset, Example, Job
-from app.schemas import ExpansionJobCreate, JobHealth, JobRead, LabelingJobCreate, Progress
+from app.schemas import AnyJobCreate, JobHealth, JobRead, Progress
 
 NOTHING_TO_LABEL = "nothing to label: every prompt has an answer (relabel=true answers again)"
 NO_PROMPTS = "nothing to label: the dataset has no examples (upload seeds first)"
@@ -26,7 +26,7 @@ async def create_job(
     *,
     session: AsyncSession,
     tenant_id: uuid.UUID,
-    request: LabelingJobCreate | ExpansionJobCreate,
+    request: AnyJobCreate,
     settings: Settings,
 ) -> Job:
     """Validate the request, plan the first tasks and enqueue them with the job."""
@@ -66,6 +66,7 @@ async def create_job(
         },
         teacher=teacher.model_dump(mode="json"),
         teacher_model=teacher.model,
+        priority=request.priority,
         status="queued",
     )
     if isinstance(params, kinds.LabelingParams):
@@ -214,6 +215,7 @@ def job_read(job: Job, health: JobHealth) -> JobRead:
         for name in (
             "id", "dataset_id", "skill_id", "kind", "status", "params", "teacher", "error",
             "stop_reason", "cancel_requested", "created_at", "started_at", "finished_at",
+            "priority", "tokenizer",
         )
     }  # fmt: skip
     progress = Progress(

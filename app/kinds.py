@@ -114,8 +114,39 @@ class TeacherSpec(_Params):
     max_tokens: int = Field(1024, ge=1, le=32768)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     top_logprobs: int | None = Field(
-        None, ge=0, le=20, description="store top-k token logprobs (soft targets)"
+        None,
+        ge=0,
+        le=100,
+        description="store the teacher's top-k token logprobs with token ids at every generated "
+        "position (soft targets, `format=kd` export); vLLM serves up to its `--max-logprobs` "
+        "(default 20), OpenAI's API up to 20",
     )
+
+
+UF_ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
+"""UltraFeedback's aspects: what a judge scores when neither the job nor the skill names any."""
+
+
+class JudgeSpec(_Params):
+    """The teacher as a quality filter of answers: each accepted answer is scored 1-10 per
+    aspect (pointwise); one whose overall score (the mean) is below `min_score` is rejected
+    `low_score`, its judgment kept in `scores`."""
+
+    min_score: float = Field(
+        ..., ge=1, le=10, description="the bar an answer's overall score must reach"
+    )
+    rubric: str | None = Field(
+        None, max_length=20_000, description="what a good answer is (default: the skill's rubric)"
+    )
+    aspects: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=10,
+        description="aspects scored 1-10 (default: the rubric as one aspect, else UltraFeedback's)",
+    )
+
+
+JUDGE = "judge the answers and reject those below `min_score` (`low_score`)"
 
 
 class LabelingParams(_Params):
@@ -136,6 +167,7 @@ class LabelingParams(_Params):
         None, min_length=1, max_length=20, description=LANGUAGES
     )
     decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
+    judge: JudgeSpec | None = Field(None, description=JUDGE)
 
 
 class ExpansionParams(_Params):
@@ -163,9 +195,83 @@ class ExpansionParams(_Params):
     )
     answer_filters: list[FilterName] | None = Field(None, description="curation steps for answers")
     decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
+    judge: JudgeSpec | None = Field(None, description=JUDGE)
+
+
+class ScoringParams(_Params):
+    """Teacher-forced scoring: the teacher's logprob of every response token of the dataset's
+    examples (typically a student's samples uploaded as examples) and its top-k there, tokenized
+    with the teacher's tokenizer and chat template. Exported by `format=kd`."""
+
+    top_logprobs: int = Field(20, ge=1, le=100, description="alternatives kept per position (k)")
+    example_ids: list[Id] | None = Field(
+        None,
+        max_length=100_000,
+        description="only these examples (default: every accepted example with a response)",
+    )
+    rescore: bool = Field(
+        False, description="score examples that have soft targets again (replacing them)"
+    )
+    chunk_size: int | None = Field(None, ge=1, le=10_000, description="examples per task")
+
+
+class FeedbackParams(_Params):
+    """The teacher as judge: per prompt, gather candidate responses (teacher samples, the
+    responses already in the dataset, or both), judge them, keep preference pairs."""
+
+    example_ids: list[Id] | None = Field(
+        None,
+        max_length=100_000,
+        description="only the prompts of these examples (default: every prompt of the dataset)",
+    )
+    origin: Literal["seed", "generated"] | None = Field(
+        None, description="only prompts of seed examples, or of generated ones"
+    )
+    samples: int = Field(
+        2, ge=0, le=16, description="teacher samples per prompt (stored as `candidate` examples)"
+    )
+    temperatures: list[float] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="sampling temperatures, cycled over the samples (default: the teacher's)",
+    )
+    existing: bool = Field(
+        True, description="judge the responses the dataset already holds for each prompt too"
+    )
+    mode: Literal["pointwise", "pairwise"] = Field(
+        "pointwise",
+        description="pointwise: each response scored 1-10 per aspect; pairwise: A vs B, asked "
+        "in both orders, counted only when they agree",
+    )
+    rubric: str | None = Field(
+        None, max_length=20_000, description="what a good answer is (default: the skill's rubric)"
+    )
+    aspects: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=10,
+        description="aspects scored 1-10 (default: the rubric as one aspect, else UltraFeedback's)",
+    )
+    pairs: Literal["best_worst", "all"] = Field(
+        "best_worst",
+        description="one pair per prompt (best vs worst), or every pair over the margin",
+    )
+    min_margin: float = Field(
+        1.0,
+        ge=0,
+        le=9,
+        description="smallest score difference (pointwise, 1-10 scale) or win-rate difference "
+        "x 10 (pairwise) a pair needs; ties never make a pair",
+    )
+    filters: list[FilterName] | None = Field(None, description="curation steps for the samples")
+    chunk_size: int | None = Field(None, ge=1, le=1000, description="prompts per task")
+    decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
 
 
 KINDS: dict[str, type[_Params]] = {
     "labeling": LabelingParams,
     "expansion": ExpansionParams,
+    "scoring": ScoringParams,
+    "feedback": FeedbackParams,
 }

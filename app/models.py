@@ -1,5 +1,5 @@
-"""ORM tables: tenants, API keys, datasets, examples, skills, jobs, tasks, task events, workers
-and benchmarks.
+"""ORM tables: tenants, API keys, datasets, examples, skills, jobs, tasks, task events, workers,
+benchmarks, soft targets and preference pairs.
 
 Statuses and kinds are lowercase strings, frozen once stored. Ids are time-ordered UUIDs.
 """
@@ -33,7 +33,9 @@ DEFAULT_TENANT = "default"
 DEFAULT_TENANT_ID = uuid.UUID("00000000-0000-7000-8000-000000000001")
 
 Origin = Literal["seed", "generated"]
-ExampleStatus = Literal["accepted", "rejected", "pending"]
+# "candidate": a response generated or gathered to be judged (feedback jobs); it is not training
+# data by itself (default exports leave it out), it is what preference pairs are made of
+ExampleStatus = Literal["accepted", "rejected", "pending", "candidate"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # tasks' too
 
 ORIGINS: tuple[str, ...] = get_args(Origin)
@@ -145,6 +147,11 @@ class Job(Base):
     # the system prompt the job's teacher calls carried (the skill's, or the default), recorded by
     # the first task that completes; exports add it with `system=true`
     system_prompt: Mapped[str | None] = mapped_column(Text)
+    # the teacher's tokenizer identity (name, vocab_size, sha256, chat_template, source),
+    # recorded by the first task that completes with soft targets; exports with format=kd carry it
+    tokenizer: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # higher first: a training loop's small scoring job overtakes a bulk generation job
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[dt.datetime] = _created()
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -169,6 +176,7 @@ class Task(Base):
     seq: Mapped[int] = mapped_column(Integer, nullable=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     teacher_model: Mapped[str | None] = mapped_column(String(300))
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # the job's
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="queued")
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
@@ -249,10 +257,9 @@ class Example(Base):
     sampling: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     raw_output: Mapped[str | None] = mapped_column(Text)
+    # the teacher's judgment (feedback jobs, the judge filter): {"overall", "mode", "aspects",
+    # "judge": {model, prompt_id, prompt_version, job_id}, ...}; the latest judgment wins
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    # MinHash signature of the instruction for the old near-duplicate index; no longer written
-    # or read (the index is exact now: workers.curation.dedup), kept until a migration drops it
-    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
     # the example whose prompt this one answers (labeling), and the answer that replaced this one
     source_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     superseded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
@@ -311,3 +318,58 @@ class BenchmarkItem(Base):
     )
     idx: Mapped[int] = mapped_column(Integer, nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class SoftTarget(Base):
+    """The teacher's token distribution over one example's completion (white-box KD).
+
+    ``data`` is the packed arrays of :mod:`app.soft_targets` (completion token ids, their
+    logprobs, and the top-k ids and logprobs per position); ``k`` and ``positions`` say their
+    shape. ``source``: "generation" (the teacher wrote the completion) or "scoring" (teacher-forced
+    over text it did not write).
+    """
+
+    __tablename__ = "soft_targets"
+
+    example_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("examples.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(20), nullable=False)
+    k: Mapped[int] = mapped_column(Integer, nullable=False)
+    positions: Mapped[int] = mapped_column(Integer, nullable=False)
+    encoding: Mapped[str] = mapped_column(String(20), nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[dt.datetime] = _created()
+
+
+class PreferencePair(Base):
+    """A judged pair of responses to one prompt: the teacher prefers ``chosen`` to ``rejected``.
+
+    ``prompt_id`` is the example that holds the prompt (the root of the group); ``margin`` is
+    the judged difference (pointwise: overall scores; pairwise: win rates).
+    """
+
+    __tablename__ = "preference_pairs"
+    __table_args__ = (UniqueConstraint("job_id", "chosen_id", "rejected_id"),)
+
+    id: Mapped[uuid.UUID] = _id()
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    prompt_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    chosen_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("examples.id", ondelete="CASCADE"), nullable=False
+    )
+    rejected_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("examples.id", ondelete="CASCADE"), nullable=False
+    )
+    chosen_score: Mapped[float | None] = mapped_column(Float)
+    rejected_score: Mapped[float | None] = mapped_column(Float)
+    margin: Mapped[float] = mapped_column(Float, nullable=False)
+    mode: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_at: Mapped[dt.datetime] = _created()

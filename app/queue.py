@@ -31,9 +31,9 @@ import logging
 import random
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,7 +43,18 @@ from app.errors import JobNotCancellable
 from app.examples import answers_itself, insert_ignoring_conflicts, is_current_child
 from app.hashing import content_hash
 from app.ids import uuid7
-from app.models import TERMINAL_STATUSES, Dataset, Example, Job, Task, TaskEvent
+from app.models import (
+    TERMINAL_STATUSES,
+    Dataset,
+    Example,
+    Job,
+    PreferencePair,
+    SoftTarget,
+    Task,
+    TaskEvent,
+)
+from app.outcomes import ExampleOut, PairOut, TaskOutcome
+from app.soft_targets import ENCODING, pack
 
 log = logging.getLogger(__name__)
 
@@ -108,74 +119,9 @@ class TeacherStats:
     failed: int = 0
 
 
-class ExampleData(Protocol):
-    """One candidate of a task (``workers.methods.base.ExampleOut`` has these fields)."""
-
-    @property
-    def item_index(self) -> int: ...
-    @property
-    def instruction(self) -> str: ...
-    @property
-    def input(self) -> str: ...
-    @property
-    def output(self) -> str | None: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def reject_reason(self) -> str | None: ...
-    @property
-    def reject_detail(self) -> str | None: ...
-    @property
-    def messages(self) -> list[dict[str, Any]] | None: ...
-    @property
-    def meta(self) -> dict[str, Any]: ...
-    @property
-    def raw_output(self) -> str | None: ...
-    @property
-    def usage(self) -> dict[str, Any] | None: ...
-    @property
-    def sampling(self) -> dict[str, Any] | None: ...
-    @property
-    def prompt_id(self) -> str | None: ...
-    @property
-    def prompt_version(self) -> str | None: ...
-    @property
-    def scores(self) -> dict[str, Any] | None: ...
-    @property
-    def source_id(self) -> str | None: ...
-
-
-class Outcome(Protocol):
-    """A finished task's results (``workers.methods.base.TaskOutcome`` has these fields)."""
-
-    @property
-    def examples(self) -> Sequence[ExampleData]: ...
-    @property
-    def completed(self) -> int: ...
-    @property
-    def failed(self) -> int: ...
-    @property
-    def followups(self) -> Sequence[dict[str, Any]]: ...
-    @property
-    def prompt_tokens(self) -> int: ...
-    @property
-    def completion_tokens(self) -> int: ...
-    @property
-    def teacher_seconds(self) -> float: ...
-    @property
-    def stop_reason(self) -> str | None: ...
-    @property
-    def summary(self) -> dict[str, Any]: ...
-    @property
-    def max_accepted(self) -> int | None: ...
-    @property
-    def recheck(
-        self,
-    ) -> Callable[[list[str]], dict[int, tuple[str, str]]] | None: ...
-    @property
-    def recheck_since(self) -> dt.datetime | None: ...
-    @property
-    def system_prompt(self) -> str | None: ...
+# what a task hands back (filled by workers.methods), stored by complete_task
+ExampleData = ExampleOut
+Outcome = TaskOutcome
 
 
 def backoff_seconds(
@@ -218,6 +164,7 @@ async def enqueue_job(
             seq=seq,
             payload=payload,
             teacher_model=job.teacher_model,
+            priority=job.priority or 0,
             max_attempts=max_attempts,
         )
         for seq, payload in enumerate(payloads)
@@ -292,7 +239,8 @@ async def claim_tasks(
             Job.status.in_(ACTIVE_STATUSES),
             Job.cancel_requested.is_(False),
         )
-        .order_by(Task.run_after, Task.id)
+        # a higher priority first (a training loop's scoring job overtakes a bulk job), then FIFO
+        .order_by(Task.priority.desc(), Task.run_after, Task.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Task)
     )
@@ -524,8 +472,9 @@ async def complete_task(
         if job.total > 0:
             cap = min(cap, job.total - job.accepted)  # exact targets, rounds in parallel or not
     counts: Counter[str] = Counter()
+    stored: dict[int, tuple[uuid.UUID, str]] = {}
     if outcome.examples:
-        counts = await _write_examples(
+        counts, stored = await _write_examples(
             session,
             outcome.examples,
             dataset_id=task.dataset_id,
@@ -535,6 +484,13 @@ async def complete_task(
             now=now,
             provenance={"teacher_backend": teacher_backend, "teacher_model": teacher_model},
             accept_cap=None if cap is None else max(0, cap),
+        )
+    if outcome.score_updates:
+        await _write_scores(session, task.dataset_id, outcome.score_updates)
+    pairs = 0
+    if outcome.pairs:
+        pairs = await _write_pairs(
+            session, outcome.pairs, stored, dataset_id=task.dataset_id, job_id=task.job_id, now=now
         )
     await _set_task(session, task_id, "succeeded", now, result=dict(outcome.summary))
     if job is None:  # locked as late as possible: completions of one job queue up here
@@ -555,6 +511,8 @@ async def complete_task(
     )
     if outcome.system_prompt and job.system_prompt is None:
         job.system_prompt = storable(outcome.system_prompt)
+    if outcome.tokenizer and job.tokenizer is None:
+        job.tokenizer = storable(dict(outcome.tokenizer))
     followups = 0
     if outcome.followups:
         if job.cancel_requested or job.status in TERMINAL_STATUSES:
@@ -585,6 +543,8 @@ async def complete_task(
         "rejected": counts["rejected"],
         "duplicates": counts["duplicates"],
         "over_target": counts["over_target"],
+        "pairs": pairs,
+        "scored": len(outcome.score_updates),
         "completed": outcome.completed,
         "failed": outcome.failed,
         "followups": followups,
@@ -805,6 +765,7 @@ async def _lock_task(session: AsyncSession, task_id: uuid.UUID) -> Any:
                 Task.attempts,
                 Task.max_attempts,
                 Task.teacher_model,
+                Task.priority,
                 Job.dataset_id,
                 Job.kind,
             )
@@ -1110,6 +1071,7 @@ async def _add_followups(
                 "seq": (top or 0) + 1 + i,
                 "payload": dict(payload),
                 "teacher_model": task.teacher_model,
+                "priority": task.priority,
                 "status": "queued",
                 "attempts": 0,
                 "max_attempts": task.max_attempts,
@@ -1186,7 +1148,9 @@ async def _write_examples(
     now: dt.datetime,
     provenance: Mapping[str, Any],
     accept_cap: int | None = None,
-) -> Counter[str]:
+) -> tuple[Counter[str], dict[int, tuple[uuid.UUID, str]]]:
+    """Insert the task's examples (and their soft targets); returns the counts by outcome and,
+    per item index written now, the row's (id, status)."""
     done = set(
         (await session.scalars(select(Example.item_index).where(Example.task_id == task_id))).all()
     )
@@ -1286,7 +1250,121 @@ async def _write_examples(
         stored = [r for r in answers if written.get(r["item_index"]) == "accepted"]
         await _supersede(session, dataset_id, stored)
     counts.update(written.values())
-    return counts
+    ids = {
+        r["item_index"]: (r["id"], written[r["item_index"]])
+        for r in rows
+        if r["item_index"] in written
+    }
+    await _write_soft_targets(session, examples, ids, dataset_id=dataset_id, job_id=job_id, now=now)
+    return counts, ids
+
+
+async def _write_soft_targets(
+    session: AsyncSession,
+    examples: Sequence[ExampleOut],
+    ids: Mapping[int, tuple[uuid.UUID, str]],
+    *,
+    dataset_id: uuid.UUID,
+    job_id: uuid.UUID,
+    now: dt.datetime,
+) -> None:
+    """The packed soft targets of the examples stored now as anything but rejected (a
+    rejected candidate's distribution is training signal for nobody)."""
+    rows = []
+    for ex in examples:
+        targets = ex.soft_targets
+        written = ids.get(ex.item_index)
+        if targets is None or written is None or written[1] == "rejected":
+            continue
+        rows.append(
+            {
+                "example_id": written[0],
+                "dataset_id": dataset_id,
+                "job_id": job_id,
+                "source": targets.source,
+                "k": targets.k,
+                "positions": targets.positions,
+                "encoding": ENCODING,
+                "data": pack(targets),
+                "created_at": now,
+            }
+        )
+    if rows:
+        await session.execute(insert(SoftTarget), rows)
+
+
+async def _write_scores(
+    session: AsyncSession, dataset_id: uuid.UUID, updates: Mapping[str, dict[str, Any]]
+) -> None:
+    """Store judgments of examples already in the dataset (the latest judgment wins)."""
+    table = Example.__table__
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.dataset_id == dataset_id)
+        .values(scores=bindparam("b_scores"))
+    )
+    await session.execute(
+        stmt,
+        [{"b_id": uuid.UUID(str(i)), "b_scores": storable(s)} for i, s in updates.items()],
+    )
+
+
+async def _write_pairs(
+    session: AsyncSession,
+    pairs: Sequence[PairOut],
+    stored: Mapping[int, tuple[uuid.UUID, str]],
+    *,
+    dataset_id: uuid.UUID,
+    job_id: uuid.UUID,
+    now: dt.datetime,
+) -> int:
+    """Insert the preference pairs whose two sides are stored (this task's examples by item
+    index, accepted or candidate; existing examples by id); returns how many were written."""
+
+    def side(ref: int | str) -> uuid.UUID | None:
+        if isinstance(ref, int):
+            row = stored.get(ref)
+            return row[0] if row is not None and row[1] in ("accepted", "candidate") else None
+        return uuid.UUID(str(ref))
+
+    rows = []
+    for pair in pairs:
+        chosen, rejected = side(pair.chosen), side(pair.rejected)
+        if chosen is None or rejected is None or chosen == rejected:
+            continue
+        rows.append(
+            {
+                "id": uuid7(),
+                "dataset_id": dataset_id,
+                "job_id": job_id,
+                "prompt_id": uuid.UUID(str(pair.prompt_id)),
+                "chosen_id": chosen,
+                "rejected_id": rejected,
+                "chosen_score": pair.chosen_score,
+                "rejected_score": pair.rejected_score,
+                "margin": float(pair.margin),
+                "mode": pair.mode,
+                "created_at": now,
+            }
+        )
+    if not rows:
+        return 0
+    existing = set(
+        (
+            await session.scalars(
+                select(Example.id).where(
+                    Example.dataset_id == dataset_id,
+                    Example.id.in_(
+                        {r["chosen_id"] for r in rows} | {r["rejected_id"] for r in rows}
+                    ),
+                )
+            )
+        ).all()
+    )
+    rows = [r for r in rows if r["chosen_id"] in existing and r["rejected_id"] in existing]
+    if rows:
+        await session.execute(insert(PreferencePair), rows)
+    return len(rows)
 
 
 async def _keep_first_answers(session: AsyncSession, answers: list[dict[str, Any]]) -> int:

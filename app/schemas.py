@@ -9,7 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.kinds import ExpansionParams, LabelingParams, TeacherSpec
+from app.kinds import ExpansionParams, FeedbackParams, LabelingParams, ScoringParams, TeacherSpec
 from app.models import JobStatus
 
 T = TypeVar("T")
@@ -248,6 +248,13 @@ class _JobCreate(_In):
     dataset_id: uuid.UUID
     skill_id: uuid.UUID | None = None
     teacher: TeacherSpec | None = None
+    priority: int = Field(
+        0,
+        ge=-100,
+        le=100,
+        strict=True,
+        description="higher runs first: a training loop's small scoring job overtakes bulk jobs",
+    )
 
 
 class LabelingJobCreate(_JobCreate):
@@ -260,7 +267,18 @@ class ExpansionJobCreate(_JobCreate):
     params: ExpansionParams
 
 
-JobCreate = Annotated[LabelingJobCreate | ExpansionJobCreate, Field(discriminator="kind")]
+class ScoringJobCreate(_JobCreate):
+    kind: Literal["scoring"]
+    params: ScoringParams = Field(default_factory=ScoringParams)
+
+
+class FeedbackJobCreate(_JobCreate):
+    kind: Literal["feedback"]
+    params: FeedbackParams = Field(default_factory=FeedbackParams)
+
+
+AnyJobCreate = LabelingJobCreate | ExpansionJobCreate | ScoringJobCreate | FeedbackJobCreate
+JobCreate = Annotated[AnyJobCreate, Field(discriminator="kind")]
 
 
 class Progress(BaseModel):
@@ -312,6 +330,11 @@ class JobRead(BaseModel):
     status: JobStatus
     params: dict[str, Any]
     teacher: dict[str, Any]
+    priority: int
+    tokenizer: dict[str, Any] | None = Field(
+        description="the teacher's tokenizer identity (name, vocab_size, sha256, chat_template), "
+        "recorded when the job captured soft targets"
+    )
     progress: Progress
     error: str | None
     stop_reason: str | None

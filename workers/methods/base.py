@@ -24,16 +24,16 @@ retry the whole task, or keep going and report the item as failed or rejected.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+# the plain data a method hands back is defined once, in app (the queue stores it)
+from app.outcomes import ExampleOut, ExampleStatus, PairOut, TaskOutcome
 
 if TYPE_CHECKING:
     from app.contamination import Index
     from workers.teachers.base import Teacher
-
-ExampleStatus = Literal["accepted", "rejected", "pending"]
 
 
 class JobCancelled(Exception):
@@ -62,56 +62,6 @@ class TaskInput:
     teacher: dict[str, Any]  # the job's TeacherSpec: model, temperature, top_p, max_tokens ...
     skill: dict[str, Any] | None  # the Skill row's fields, or None
     payload: dict[str, Any]  # what this task is about (chunk of example ids, round number ...)
-
-
-@dataclass(slots=True)
-class ExampleOut:
-    """One candidate the task produced; ``item_index`` is unique within the task."""
-
-    item_index: int
-    instruction: str
-    input: str = ""
-    output: str | None = None
-    status: ExampleStatus = "accepted"
-    reject_reason: str | None = None
-    reject_detail: str | None = None
-    messages: list[dict[str, Any]] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    raw_output: str | None = None
-    usage: dict[str, Any] | None = None
-    sampling: dict[str, Any] | None = None
-    prompt_id: str | None = None
-    prompt_version: str | None = None
-    scores: dict[str, Any] | None = None
-    source_id: str | None = None  # the example whose prompt this one answers (labeling)
-
-
-@dataclass(slots=True)
-class TaskOutcome:
-    """What a finished task hands back; stored with the task's completion in one transaction."""
-
-    examples: list[ExampleOut] = field(default_factory=list)
-    completed: int = 0  # progress units the task finished (job.completed += this)
-    failed: int = 0  # progress units that failed for good (job.failed += this)
-    followups: list[dict[str, Any]] = field(default_factory=list)  # payloads of new tasks
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    teacher_seconds: float = 0.0
-    stop_reason: str | None = None  # job-level, e.g. "target reached"; stored on the job
-    summary: dict[str, Any] = field(default_factory=dict)  # stored on task.result
-    # the system prompt the teacher calls carried; stored on the job (exports with system=true)
-    system_prompt: str | None = None
-    # a cap on accepted examples (an exact target): at commit, under the job's lock, at most
-    # min(max_accepted, job.total - job.accepted) stay accepted; the rest are stored as rejected
-    # "over_target", and `completed` (then counting accepted examples) shrinks by as many
-    max_accepted: int | None = None
-    # a last near-duplicate check at commit, under the dataset's lock, against the examples other
-    # tasks stored since `recheck_since` (what this task's pool snapshot may have missed when
-    # rounds run in parallel): called with their instructions, it returns the
-    # item indexes to store as rejected instead of accepted, each with its (reason, detail):
-    # "duplicate" (same words) or "near_duplicate" (the detail names the match and its ROUGE-L)
-    recheck: Callable[[list[str]], dict[int, tuple[str, str]]] | None = None
-    recheck_since: dt.datetime | None = None
 
 
 class MethodContext(Protocol):
@@ -149,6 +99,12 @@ class MethodContext(Protocol):
         """The contamination index of these benchmarks (the job's ``params.decontaminate``),
         None for no ids; built once per worker and set of ids."""
         ...
+
+
+__all__ = [
+    "ExampleOut", "ExampleStatus", "JobCancelled", "Method", "MethodContext", "PairOut",
+    "TaskFailed", "TaskInput", "TaskOutcome",
+]  # fmt: skip
 
 
 class Method(Protocol):

@@ -313,6 +313,48 @@ class TeacherResult:
         )
 
 
+# --- scoring (teacher-forced) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """Text the teacher did not write, to score token by token.
+
+    ``messages`` is the prompt (system first, as the teacher sees it); ``completion`` the
+    response. The backend renders both with the teacher's chat template (the completion as the
+    assistant turn, its end-of-turn tokens included) and returns, at every completion token, the
+    teacher's logprob of it and its ``top_logprobs`` most likely alternatives.
+    """
+
+    messages: list[dict[str, str]]
+    completion: str
+    top_logprobs: int
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """The teacher's view of one completion: one :class:`TokenLogprob` per completion token
+    (``token_id`` always set), or ``error`` (then no tokens)."""
+
+    tokens: list[TokenLogprob]
+    prompt_tokens: int = 0
+    latency_s: float = 0.0
+    error: TeacherError | None = None
+    attempt_errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+TokenizerInfo = dict[str, Any]
+"""A teacher's tokenizer identity: ``name``, ``vocab_size``, ``sha256`` (of the tokenizer
+definition), ``chat_template`` (the template prompts are rendered with, or None),
+``chat_template_sha256`` and ``source`` ("server": the serving engine said so; "local": the
+tokenizer files the backend loaded)."""
+
+
 # --- the protocol -----------------------------------------------------------------------------
 
 
@@ -329,4 +371,20 @@ class Teacher(Protocol):
 
     async def aclose(self) -> None:
         """Release connections, engines and memory."""
+        ...
+
+
+@runtime_checkable
+class WhiteBoxTeacher(Protocol):
+    """A teacher that can give its token distributions with token ids (soft targets): its
+    tokenizer identity, and teacher-forced scoring of given text. Backends that cannot (an
+    OpenAI-compatible server without token ids) raise :class:`TeacherRejected` from
+    :meth:`tokenizer_info` with the reason."""
+
+    async def tokenizer_info(self) -> TokenizerInfo:
+        """The tokenizer identity (see :data:`TokenizerInfo`); raises when ids are unavailable."""
+        ...
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """One result per request, in the same order; failures come back as results."""
         ...

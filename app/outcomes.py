@@ -1,0 +1,89 @@
+"""What a task hands back, as plain data: defined here, filled by ``workers.methods``, stored by
+``app.queue.complete_task`` in one transaction with the task's completion."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.soft_targets import SoftTargets
+
+ExampleStatus = Literal["accepted", "rejected", "pending", "candidate"]
+
+
+@dataclass(slots=True)
+class PairOut:
+    """A judged pair: the teacher prefers ``chosen`` to ``rejected`` (responses to one prompt).
+
+    Each side is this task's example by its ``item_index`` (int) or an example already in the
+    dataset by its id (str). A side that is not stored as accepted or candidate (a duplicate,
+    say) drops the pair.
+    """
+
+    prompt_id: str
+    chosen: int | str
+    rejected: int | str
+    margin: float
+    mode: str
+    chosen_score: float | None = None
+    rejected_score: float | None = None
+
+
+@dataclass(slots=True)
+class ExampleOut:
+    """One candidate the task produced; ``item_index`` is unique within the task."""
+
+    item_index: int
+    instruction: str
+    input: str = ""
+    output: str | None = None
+    status: ExampleStatus = "accepted"
+    reject_reason: str | None = None
+    reject_detail: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    raw_output: str | None = None
+    usage: dict[str, Any] | None = None
+    sampling: dict[str, Any] | None = None
+    prompt_id: str | None = None
+    prompt_version: str | None = None
+    scores: dict[str, Any] | None = None
+    source_id: str | None = None  # the example whose prompt this one answers (labeling)
+    soft_targets: SoftTargets | None = None  # the teacher's token distributions (white-box KD)
+
+
+@dataclass(slots=True)
+class TaskOutcome:
+    """What a finished task hands back; stored with the task's completion in one transaction."""
+
+    examples: list[ExampleOut] = field(default_factory=list)
+    completed: int = 0  # progress units the task finished (job.completed += this)
+    failed: int = 0  # progress units that failed for good (job.failed += this)
+    followups: list[dict[str, Any]] = field(default_factory=list)  # payloads of new tasks
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    teacher_seconds: float = 0.0
+    stop_reason: str | None = None  # job-level, e.g. "target reached"; stored on the job
+    summary: dict[str, Any] = field(default_factory=dict)  # stored on task.result
+    # the system prompt the teacher calls carried; stored on the job (exports with system=true)
+    system_prompt: str | None = None
+    # a cap on accepted examples (an exact target): at commit, under the job's lock, at most
+    # min(max_accepted, job.total - job.accepted) stay accepted; the rest are stored as rejected
+    # "over_target", and `completed` (then counting accepted examples) shrinks by as many
+    max_accepted: int | None = None
+    # a last near-duplicate check at commit, under the dataset's lock, against the examples other
+    # tasks stored since `recheck_since` (what this task's pool snapshot may have missed when
+    # rounds run in parallel): called with their instructions, it returns the
+    # item indexes to store as rejected instead of accepted, each with its (reason, detail):
+    # "duplicate" (same words) or "near_duplicate" (the detail names the match and its ROUGE-L)
+    recheck: Callable[[list[str]], dict[int, tuple[str, str]]] | None = None
+    recheck_since: dt.datetime | None = None
+    # the teacher's tokenizer identity (name, vocab_size, sha256, chat_template ...), stored on
+    # the job by the first task that reports it (soft targets are only meaningful with it)
+    tokenizer: dict[str, Any] | None = None
+    # judgments of examples already in the dataset (feedback): example id -> its ``scores``
+    score_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # preference pairs between this task's examples and/or existing ones (feedback)
+    pairs: list[PairOut] = field(default_factory=list)
