@@ -19,6 +19,7 @@ from app.schemas import AnyJobCreate, JobHealth, JobRead, Progress
 NOTHING_TO_LABEL = "nothing to label: every prompt has an answer (relabel=true answers again)"
 NO_PROMPTS = "nothing to label: the dataset has no examples (upload seeds first)"
 NO_SEEDS = "expansion needs seed examples in the dataset: upload seeds first"
+NOTHING_TO_SCORE = "nothing to score: every example with a response has soft targets (rescore=true scores again)"
 _IN_CHUNK = 500
 
 
@@ -87,6 +88,12 @@ async def create_job(
         lanes = min(params.parallel_rounds, params.max_rounds)
         payloads = [{"round": lane} for lane in range(lanes)]
         job.total = params.target
+    elif isinstance(params, kinds.ScoringParams):
+        payloads, job.total = await _plan_scoring(session, dataset.id, params, settings)
+        if not payloads:
+            job.stop_reason = NOTHING_TO_SCORE
+    elif isinstance(params, kinds.FeedbackParams):
+        payloads, job.total = await _plan_feedback(session, dataset.id, params, settings)
     else:  # pragma: no cover - kinds.KINDS and this function must name the same kinds
         raise AssertionError(f"no planner for kind {request.kind}")
     await queue.enqueue_job(
