@@ -74,6 +74,12 @@ class TeacherSettings(BaseModel):
     max_concurrency: int = Field(256, ge=1, le=4096, description="requests in flight at most")
     request_timeout_s: float = Field(300.0, gt=0, description="per-request timeout, seconds")
     max_retries: int = Field(5, ge=0, le=50, description="retries of 429/5xx/timeouts per request")
+    tokenizer: str | None = Field(
+        None,
+        description="openai: the teacher's tokenizer (local path or hub id; needs transformers), "
+        "recorded as its identity with soft targets and checked against the server's /tokenize; "
+        "unset: the server's GET /tokenizer_info (vllm serve --enable-tokenizer-info-endpoint)",
+    )
     # in-process vLLM
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs one model is split over")
     gpu_memory_utilization: float = Field(
@@ -126,6 +132,9 @@ class Settings(BaseSettings):
     max_field_chars: int = Field(100_000, ge=1, description="longest instruction/input/output")
     export_batch_rows: int = Field(1000, ge=1, le=100_000, description="rows per export fetch")
     labeling_chunk_size: int = Field(64, ge=1, le=10_000, description="prompts per labeling task")
+    feedback_chunk_size: int = Field(
+        16, ge=1, le=1000, description="prompts per feedback task (each with all its responses)"
+    )
     task_max_attempts: int = Field(5, ge=1, le=100, description="tries of a task before it fails")
     # worker runtime (see docs/queue.md)
     lease_seconds: float = Field(

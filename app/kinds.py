@@ -147,6 +147,16 @@ class JudgeSpec(_Params):
 
 
 JUDGE = "judge the answers and reject those below `min_score` (`low_score`)"
+RATIONALE = (
+    "ask the teacher for its reasoning and its final answer as separate fields; both are stored "
+    "(exports place the reasoning with `rationale=think|field`)"
+)
+EVOL_OPERATIONS = (
+    "add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth",
+)  # fmt: skip
+EvolOperation = Literal[
+    "add_constraints", "deepen", "concretize", "increase_reasoning", "complicate_input", "breadth",
+]  # fmt: skip
 
 
 class LabelingParams(_Params):
@@ -168,6 +178,7 @@ class LabelingParams(_Params):
     )
     decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
     judge: JudgeSpec | None = Field(None, description=JUDGE)
+    rationale: bool = Field(False, description=RATIONALE)
 
 
 class ExpansionParams(_Params):
@@ -196,6 +207,7 @@ class ExpansionParams(_Params):
     answer_filters: list[FilterName] | None = Field(None, description="curation steps for answers")
     decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
     judge: JudgeSpec | None = Field(None, description=JUDGE)
+    rationale: bool = Field(False, description=RATIONALE)
 
 
 class ScoringParams(_Params):
@@ -269,9 +281,106 @@ class FeedbackParams(_Params):
     decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
 
 
+class EvolParams(_Params):
+    """Evol-Instruct (WizardLM): evolve the dataset's instructions over `generations` rounds,
+    in depth (constraints, deepening, concretising, more reasoning steps, a harder input) or in
+    breadth (a new instruction of the same domain); failed evolutions are eliminated and the
+    lineage goes on from the last good one."""
+
+    generations: int = Field(3, ge=1, le=10, description="evolution rounds per instruction")
+    operations: list[EvolOperation] | None = Field(
+        None,
+        min_length=1,
+        description="operations drawn from, uniformly per evolution (default: all six)",
+    )
+    example_ids: list[Id] | None = Field(
+        None,
+        max_length=100_000,
+        description="the instructions to evolve (default: every accepted root example)",
+    )
+    answer: bool = Field(True, description="have the teacher answer each evolved instruction")
+    similarity_threshold: float = Field(0.7, gt=0, le=1, description="ROUGE-L near-dup cut")
+    filters: list[FilterName] | None = Field(None, description="curation steps for evolutions")
+    answer_filters: list[FilterName] | None = Field(None, description="curation steps for answers")
+    languages: list[LanguageCode] | None = Field(
+        None, min_length=1, max_length=20, description=LANGUAGES
+    )
+    chunk_size: int | None = Field(None, ge=1, le=10_000, description="lineages per task")
+    decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
+    rationale: bool = Field(False, description=RATIONALE)
+
+
+class DialogueParams(_Params):
+    """Multi-turn conversations (UltraChat): a user simulator and the teacher as the assistant
+    alternate for `turns` turns, from each seed instruction (or taxonomy leaf)."""
+
+    turns: int = Field(4, ge=1, le=20, description="assistant turns per conversation")
+    conversations_per_prompt: int = Field(1, ge=1, le=100)
+    example_ids: list[Id] | None = Field(
+        None,
+        max_length=100_000,
+        description="the opening instructions (default: every accepted root example)",
+    )
+    from_taxonomy: bool = Field(
+        False, description="open from the skill's taxonomy leaves instead of the dataset's examples"
+    )
+    on_failure: Literal["truncate", "reject"] = Field(
+        "truncate",
+        description="a turn that fails curation ends the conversation at the last good turn "
+        "(truncate), or rejects the whole conversation",
+    )
+    min_turns: int = Field(1, ge=1, le=20, description="fewer good assistant turns: rejected")
+    persona: str | None = Field(
+        None, max_length=2000, description="who the simulated user is (default: a curious learner)"
+    )
+    filters: list[FilterName] | None = Field(None, description="curation steps for each turn")
+    languages: list[LanguageCode] | None = Field(
+        None, min_length=1, max_length=20, description=LANGUAGES
+    )
+    chunk_size: int | None = Field(None, ge=1, le=10_000, description="conversations per task")
+    decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
+
+
+class CurationParams(_Params):
+    """Taxonomy-driven generation: per leaf of the skill's taxonomy (topics -> subtopics), new
+    instructions until each leaf's quota is met or its budget is spent; dedup is dataset-wide."""
+
+    quota_per_leaf: int = Field(
+        20, ge=1, le=100_000, description="accepted examples per leaf (a leaf's own quota wins)"
+    )
+    propose: bool = Field(
+        False,
+        description="the teacher proposes the taxonomy first (when the skill has none) and stores "
+        "it on the skill",
+    )
+    review: bool = Field(
+        False,
+        description="with propose: stop after proposing, so the taxonomy can be edited "
+        "(PATCH /v1/skills/{id}) before a second job generates",
+    )
+    topics: int = Field(8, ge=1, le=100, description="propose: topics")
+    subtopics: int = Field(4, ge=1, le=100, description="propose: subtopics per topic")
+    calls_per_leaf: int = Field(
+        4, ge=1, le=1000, description="teacher calls per leaf and round (candidates_per_call each)"
+    )
+    candidates_per_call: int = Field(10, ge=1, le=100)
+    max_rounds_per_leaf: int = Field(20, ge=1, le=10_000, description="a leaf's budget")
+    similarity_threshold: float = Field(0.7, gt=0, le=1, description="ROUGE-L near-dup cut")
+    filters: list[FilterName] | None = Field(None, description="curation steps for new tasks")
+    answer_filters: list[FilterName] | None = Field(None, description="curation steps for answers")
+    languages: list[LanguageCode] | None = Field(
+        None, min_length=1, max_length=20, description=LANGUAGES
+    )
+    decontaminate: list[Id] = Field(default_factory=list, max_length=100, description=DECONTAMINATE)
+    rationale: bool = Field(False, description=RATIONALE)
+
+
 KINDS: dict[str, type[_Params]] = {
     "labeling": LabelingParams,
     "expansion": ExpansionParams,
     "scoring": ScoringParams,
     "feedback": FeedbackParams,
+    "evol": EvolParams,
+    "dialogue": DialogueParams,
+    "curation": CurationParams,
 }

@@ -103,6 +103,9 @@ class Skill(Base):
     guidelines: Mapped[str] = mapped_column(Text, nullable=False, default="")
     rubric: Mapped[str] = mapped_column(Text, nullable=False, default="")
     output_format: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # topics -> subtopics with quotas per leaf (curation jobs): {"topics": [{"name", "quota",
+    # "subtopics": [...]}]}; given by the user or proposed by the teacher, editable
+    taxonomy: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[dt.datetime] = _created()
 
 
@@ -228,6 +231,7 @@ class Example(Base):
         Index(None, "dataset_id", "status", "id"),
         Index(None, "job_id", "status"),
         Index(None, "source_id"),
+        Index(None, "dataset_id", "topic"),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -263,6 +267,12 @@ class Example(Base):
     # the example whose prompt this one answers (labeling), and the answer that replaced this one
     source_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     superseded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # the teacher's reasoning before its final answer (`rationale: true` jobs); `output` holds
+    # the final answer alone
+    rationale: Mapped[str | None] = mapped_column(Text)
+    # the taxonomy leaf the example was generated for, as a path "topic/subtopic" (curation,
+    # dialogue from a leaf)
+    topic: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = _created()
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from app.models import ExampleStatus
 from app.soft_targets import SoftTargets
 
-ExampleStatus = Literal["accepted", "rejected", "pending", "candidate"]
+__all__ = ["ExampleOut", "ExampleStatus", "PairOut", "TaskOutcome"]
 
 
 @dataclass(slots=True)
@@ -52,6 +53,8 @@ class ExampleOut:
     scores: dict[str, Any] | None = None
     source_id: str | None = None  # the example whose prompt this one answers (labeling)
     soft_targets: SoftTargets | None = None  # the teacher's token distributions (white-box KD)
+    rationale: str | None = None  # the teacher's reasoning, apart from its final answer (output)
+    topic: str | None = None  # the taxonomy leaf path "topic/subtopic" it was generated for
 
 
 @dataclass(slots=True)
@@ -85,5 +88,10 @@ class TaskOutcome:
     tokenizer: dict[str, Any] | None = None
     # judgments of examples already in the dataset (feedback): example id -> its ``scores``
     score_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # soft targets of examples already in the dataset (scoring: the teacher's distribution over
+    # text it did not write): example id -> its targets; stored keyed by the example, replacing
+    # what it had only when ``replace_soft_targets`` (a rescore)
+    soft_targets: dict[str, SoftTargets] = field(default_factory=dict)
+    replace_soft_targets: bool = False
     # preference pairs between this task's examples and/or existing ones (feedback)
     pairs: list[PairOut] = field(default_factory=list)

@@ -9,12 +9,23 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.kinds import ExpansionParams, FeedbackParams, LabelingParams, ScoringParams, TeacherSpec
+from app.kinds import (
+    CurationParams,
+    DialogueParams,
+    EvolParams,
+    ExpansionParams,
+    FeedbackParams,
+    LabelingParams,
+    ScoringParams,
+    TeacherSpec,
+)
 from app.models import JobStatus
 
 T = TypeVar("T")
 
-ExportFormat = Literal["alpaca", "messages", "sharegpt", "prompt_completion"]
+ExportFormat = Literal[
+    "alpaca", "messages", "sharegpt", "prompt_completion", "preference", "kto", "kd"
+]
 
 
 def _find_nul(value: Any, path: str) -> str | None:
@@ -277,7 +288,30 @@ class FeedbackJobCreate(_JobCreate):
     params: FeedbackParams = Field(default_factory=FeedbackParams)
 
 
-AnyJobCreate = LabelingJobCreate | ExpansionJobCreate | ScoringJobCreate | FeedbackJobCreate
+class EvolJobCreate(_JobCreate):
+    kind: Literal["evol"]
+    params: EvolParams = Field(default_factory=EvolParams)
+
+
+class DialogueJobCreate(_JobCreate):
+    kind: Literal["dialogue"]
+    params: DialogueParams = Field(default_factory=DialogueParams)
+
+
+class CurationJobCreate(_JobCreate):
+    kind: Literal["curation"]
+    params: CurationParams = Field(default_factory=CurationParams)
+
+
+AnyJobCreate = (
+    LabelingJobCreate
+    | ExpansionJobCreate
+    | ScoringJobCreate
+    | FeedbackJobCreate
+    | EvolJobCreate
+    | DialogueJobCreate
+    | CurationJobCreate
+)
 JobCreate = Annotated[AnyJobCreate, Field(discriminator="kind")]
 
 
@@ -363,6 +397,48 @@ class Diversity(BaseModel):
     leading_words: list[LeadingWord] = Field(description="most common first words (verbs)")
 
 
+class MarginBin(BaseModel):
+    low: float
+    high: float
+    pairs: int
+
+
+class MarginDistribution(BaseModel):
+    min: float | None
+    median: float | None
+    max: float | None
+    histogram: list[MarginBin] = Field(description="unit-wide bins over 0-10, the last closed")
+
+
+class FeedbackReport(BaseModel):
+    prompts_judged: int = Field(description="prompt groups the job judged")
+    prompts_with_pair: int = Field(description="prompts that gave at least one preference pair")
+    pairs: int
+    margin: MarginDistribution = Field(
+        description="the pairs' margins (pointwise: overall score points; pairwise: win-rate "
+        "difference x 10)"
+    )
+    comparisons: int = Field(description="pairwise: comparisons asked in both orders")
+    disagreements: int = Field(description="pairwise: comparisons whose two orders disagreed")
+    disagreement_rate: float | None = Field(
+        description="disagreements / comparisons: the judge's position bias (pairwise)"
+    )
+    judge_failed: int = Field(
+        description="judgments still unparseable or invalid after their retries (never a score)"
+    )
+    aspects: dict[str, float] = Field(
+        description="mean 1-10 score per aspect over the responses whose judgment is this job's"
+    )
+
+
+class SoftTargetsReport(BaseModel):
+    examples: int = Field(description="examples with soft targets from this job")
+    positions: int = Field(description="completion tokens covered")
+    k: int = Field(description="alternatives per position (the most any example has)")
+    stored_bytes: int = Field(description="packed bytes stored (soft_targets.data)")
+    bytes_per_token: float | None = Field(description="stored bytes per completion token")
+
+
 class JobReport(BaseModel):
     job_id: uuid.UUID
     kind: str
@@ -388,3 +464,9 @@ class JobReport(BaseModel):
     wall_seconds: float | None = Field(description="from the first claim to the end (or now)")
     examples_per_minute: float | None
     diversity: Diversity
+    feedback: FeedbackReport | None = Field(
+        None, description="feedback jobs: prompts judged, pairs, margins, judge disagreement"
+    )
+    soft_targets: SoftTargetsReport | None = Field(
+        None, description="the teacher's token distributions the job stored (top_logprobs, scoring)"
+    )

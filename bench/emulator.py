@@ -3,6 +3,10 @@
 Routes::
 
     POST /v1/chat/completions   chat completions (n, max_tokens, seed, logprobs, response_format)
+    POST /v1/completions        teacher-forced scoring as vLLM does it: token-id prompt, echo,
+                                max_tokens 0, prompt_logprobs k
+    POST /tokenize              vLLM's: a chat (messages, add_generation_prompt) or a text
+    GET  /tokenizer_info        vLLM's (--enable-tokenizer-info-endpoint)
     GET  /v1/models             the one model served
     GET  /stats                 requests in flight over time (time-weighted mean, max), totals
     POST /stats/reset           start a new measurement window
@@ -18,8 +22,15 @@ Behaviour:
 * ``response_format: {"type": "json_schema"}`` returns JSON that satisfies the schema (objects,
   arrays, strings, integers, numbers, booleans, enums, required fields, minItems, $defs refs);
 * a model name other than the served one is a 404, like vLLM;
+* white-box routes like vLLM's: logprob tokens as ``token_id:N`` with
+  ``return_tokens_as_token_ids``, top alternatives distinct and sorted by logprob; a made-up
+  tokenizer (:data:`VOCAB` words, then bytes, then the chat markers) for ``/tokenize`` and the
+  completions' ``prompt_logprobs`` (synthetic, deterministic per prefix: the prompt's own
+  token first, then k - 1 others); ``--no-token-ids`` behaves like a server that is not vLLM
+  (text tokens only, no ``/tokenize``, ``/tokenizer_info`` or ``prompt_logprobs``);
 * opt-in ``--realistic``: a JSON schema asking for a ``tasks`` array (a Self-Instruct proposal)
-  gets the number of tasks the prompt asks for ("exactly N tasks", else 10), each an
+  (or for one task: an ``instruction`` property, an evolution) gets the number of tasks the
+  prompt asks for ("exactly N tasks", else 10), each an
   instruction-like sentence of 8-16 words drawn from a large made-up vocabulary (a few hundred
   thousand words), a third of them with an input, so that proposals pass the quality filters and
   are almost never near duplicates of each other; ``--realistic-dup-fraction F`` makes that
@@ -53,7 +64,7 @@ import signal
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +80,19 @@ VOCAB: tuple[str, ...] = tuple(
     f" {a}{v}{b}" for a, v, b in itertools.product(_CONSONANTS, _VOWELS, _CONSONANTS)
 )[:256]
 TOKEN_ID = {token: i for i, token in enumerate(VOCAB)}
+# the made-up tokenizer of /tokenize and /v1/completions: VOCAB words (0-255), then the 256
+# bytes (256-511), then the chat markers
+BYTE_BASE = 256
+MARKERS = ("<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>")
+MARKER_ID = {marker: 2 * BYTE_BASE + i for i, marker in enumerate(MARKERS)}
+VOCAB_SIZE = 2 * BYTE_BASE + len(MARKERS)
+CHAT_TEMPLATE = (
+    "<|bos|>{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|eos|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+_TOKEN_PATTERN = re.compile(
+    "|".join(re.escape(m) for m in MARKERS) + "|" + "|".join(re.escape(w) for w in VOCAB)
+)
 
 
 @dataclass
@@ -85,6 +109,7 @@ class EmulatorConfig:
     hang_s: float = 3600.0  # how long a "hang" fault waits (the client gives up first)
     realistic: bool = False  # task-list schemas get instruction-like, diverse tasks
     realistic_dup_fraction: float = 0.0  # share of realistic tasks that near-copy an earlier one
+    token_ids: bool = True  # False: like a server that is not vLLM (no ids, no /tokenize)
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -342,13 +367,13 @@ def _tokens_for(
 
 
 def _logprobs(tokens: list[str], rng: random.Random, k: int, as_ids: bool) -> dict[str, Any]:
-    """OpenAI-style ``logprobs`` with ``k`` alternatives per token (the chosen one first)."""
+    """OpenAI-style ``logprobs`` with ``k`` distinct alternatives per token (the chosen one
+    first), sorted by logprob."""
     content = []
     for token in tokens:
         logprob = -0.5 * rng.random()
-        top = [(token, logprob)] + [
-            (VOCAB[rng.randrange(len(VOCAB))], logprob - 1.0 - i) for i in range(max(k - 1, 0))
-        ]
+        others = [w for w in rng.sample(VOCAB, min(k, len(VOCAB))) if w != token][: k - 1]
+        top = [(token, logprob)] + [(w, logprob - 1.0 - i) for i, w in enumerate(others)]
         content.append(
             {
                 **_token_entry(token, logprob, as_ids),
@@ -360,10 +385,68 @@ def _logprobs(tokens: list[str], rng: random.Random, k: int, as_ids: bool) -> di
 
 def _token_entry(token: str, logprob: float, as_ids: bool) -> dict[str, Any]:
     data = token.encode()
-    if as_ids:
-        token_id = TOKEN_ID.get(token, 1000 + (data[0] if data else 0))
+    if as_ids:  # a chunk that is not a VOCAB word is named by its first byte's id
+        token_id = TOKEN_ID.get(token, BYTE_BASE + (data[0] if data else 0))
         token = f"token_id:{token_id}"
     return {"token": token, "logprob": logprob, "bytes": list(data)}
+
+
+# --- the made-up tokenizer and scoring ---------------------------------------------------------
+
+
+def emulator_tokenize(text: str) -> list[int]:
+    """Ids of ``text``: chat markers and :data:`VOCAB` words where they match, else bytes."""
+    ids: list[int] = []
+    at = 0
+    while at < len(text):
+        match = _TOKEN_PATTERN.match(text, at)
+        if match is not None:
+            token = match.group()
+            ids.append(MARKER_ID[token] if token in MARKER_ID else TOKEN_ID[token])
+            at = match.end()
+        else:
+            ids.extend(BYTE_BASE + b for b in text[at].encode())
+            at += 1
+    return ids
+
+
+def emulator_token_text(token_id: int) -> str:
+    """The text of one id of the made-up tokenizer."""
+    if token_id < BYTE_BASE:
+        return VOCAB[token_id]
+    if token_id < 2 * BYTE_BASE:
+        return bytes([token_id - BYTE_BASE]).decode("utf-8", "replace")
+    return MARKERS[token_id - 2 * BYTE_BASE]
+
+
+def render_chat(messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool) -> str:
+    """:data:`CHAT_TEMPLATE` rendered (the same text, without jinja)."""
+    turns = "".join(f"<|{m['role']}|>{m['content']}<|eos|>" for m in messages)
+    return f"<|bos|>{turns}{'<|assistant|>' if add_generation_prompt else ''}"
+
+
+def prompt_logprobs(ids: list[int], k: int, seed: int = 0) -> list[Any]:
+    """vLLM's ``prompt_logprobs`` for ``ids``: None at position 0, then per position
+    ``{"<id>": {"logprob", "rank", "decoded_token"}}``, the position's own token first (rank
+    1) and k - 1 others below it. Deterministic in the ids before the position."""
+    positions: list[Any] = [None]
+    state = seed
+    for t in range(1, len(ids)):
+        state = (state * 1_000_003 + ids[t - 1] + 1) % (1 << 61)
+        rng = random.Random(state)
+        token = ids[t]
+        logprob = -0.05 - 2.0 * rng.random()
+        others = [i for i in rng.sample(range(VOCAB_SIZE), min(k, VOCAB_SIZE)) if i != token]
+        ranked = [(token, logprob)] + [
+            (i, logprob - 0.5 * (n + 1) - 0.1 * rng.random()) for n, i in enumerate(others[: k - 1])
+        ]
+        positions.append(
+            {
+                str(i): {"logprob": lp, "rank": rank, "decoded_token": emulator_token_text(i)}
+                for rank, (i, lp) in enumerate(ranked, start=1)
+            }
+        )
+    return positions
 
 
 # --- realistic task lists (opt-in) ------------------------------------------------------------
@@ -411,12 +494,19 @@ class RealisticTasks:
 
     @staticmethod
     def wants(schema: Mapping[str, Any]) -> bool:
-        """True for a schema whose ``tasks`` property is an array of objects."""
-        tasks = (schema.get("properties") or {}).get("tasks") or {}
+        """True for a schema whose ``tasks`` property is an array of objects, or for one task
+        (an ``instruction`` property: an evolution)."""
+        properties = schema.get("properties") or {}
+        if "instruction" in properties:
+            return True
+        tasks = properties.get("tasks") or {}
         return tasks.get("type") == "array" and isinstance(tasks.get("items"), Mapping)
 
     def fill(self, schema: Mapping[str, Any], body: Mapping[str, Any], rng: random.Random) -> Any:
-        """``{"tasks": [...]}`` with as many tasks as the prompt asks for."""
+        """``{"tasks": [...]}`` with as many tasks as the prompt asks for (one task for a
+        one-task schema)."""
+        if "tasks" not in schema["properties"]:
+            return self._task(schema["properties"].keys(), rng)
         array = schema["properties"]["tasks"]
         messages = body.get("messages") or []
         found = _TASKS_PROMPT.search(str(messages[-1].get("content", ""))) if messages else None
@@ -470,6 +560,9 @@ class Emulator:
         """The aiohttp application."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/tokenize", self.tokenize)
+        app.router.add_get("/tokenizer_info", self.tokenizer_info)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.get_stats)
         app.router.add_post("/stats/reset", self.reset_stats)
@@ -513,32 +606,44 @@ class Emulator:
         finally:
             self.stats.depart(status)
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _admit(
+        self, request: web.Request, field: str, kind: type | tuple[type, ...]
+    ) -> tuple[Any, str | None]:
+        """Key, JSON body with ``field`` of type ``kind``, model, injected fault: (body, the
+        fault to serve with), or (the response to answer at once, None)."""
         config = self.config
         if config.api_key and request.headers.get("Authorization") != f"Bearer {config.api_key}":
-            return _error(401, "invalid API key", "AuthenticationError")
+            return _error(401, "invalid API key", "AuthenticationError"), None
         try:
             body = orjson.loads(await request.read())
-            messages = body["messages"]
-            assert isinstance(messages, list)
+            assert isinstance(body[field], kind)
         except (orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
-            return _error(400, "body must be JSON with a messages list", "BadRequestError")
+            return _error(400, f"body must be JSON with a valid `{field}`", "BadRequestError"), None
         if body.get("model") != config.model:
-            return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+            message = f"The model `{body.get('model')}` does not exist."
+            return _error(404, message, "NotFoundError"), None
         fault = self.faults.pick()
         if fault is not None:
             self.stats.faults[fault] += 1
         if fault == "rate_limit":
             retry_after = f"{self.faults.retry_after_s:g}"
-            return _error(429, "rate limited", "RateLimitError", {"Retry-After": retry_after})
+            headers = {"Retry-After": retry_after}
+            return _error(429, "rate limited", "RateLimitError", headers), None
         if fault == "server_error":
-            return _error(500, "injected server error", "InternalServerError")
+            return _error(500, "injected server error", "InternalServerError"), None
         if fault == "drop":
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError  # nothing to answer: the connection is gone
         if fault == "hang":
             await asyncio.sleep(config.hang_s)
+        return body, fault
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        config = self.config
+        body, fault = await self._admit(request, "messages", list)
+        if isinstance(body, web.StreamResponse):
+            return body
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 16
         count = max(1, min(config.output_tokens, int(max_tokens)))
         async with self.slots:
@@ -557,7 +662,7 @@ class Emulator:
         key = orjson.dumps([body["messages"], seed if seed is not None else f"#{number}"])
         base = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
         top_k = int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
-        as_ids = bool(body.get("return_tokens_as_token_ids"))
+        as_ids = bool(body.get("return_tokens_as_token_ids")) and self.config.token_ids
         finish = "length" if count < self.config.output_tokens else "stop"
         choices = []
         completion_tokens = 0
@@ -589,6 +694,93 @@ class Emulator:
                 "system_fingerprint": "distillery-emulator",
             }
         )
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/completions: only what teacher-forced scoring uses (a token-id prompt,
+        ``echo``, ``max_tokens: 0``, ``prompt_logprobs``); the text answer is empty."""
+        self.stats.arrive()
+        status = 0
+        try:
+            response = await self._score(request)
+            status = response.status
+            return response
+        finally:
+            self.stats.depart(status)
+
+    async def _score(self, request: web.Request) -> web.StreamResponse:
+        body, fault = await self._admit(request, "prompt", (list, str))
+        if isinstance(body, web.StreamResponse):
+            return body
+        prompt = body["prompt"]
+        ids = emulator_tokenize(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
+        if not ids or not all(0 <= i < VOCAB_SIZE for i in ids):
+            return _error(400, "prompt token ids out of vocabulary", "BadRequestError")
+        async with self.slots:
+            self.stats.run(+1)
+            try:
+                await asyncio.sleep(self.config.base_latency_s)
+            finally:
+                self.stats.run(-1)
+        if fault == "malformed":
+            return web.Response(body=MALFORMED_BODY, content_type="application/json")
+        k = body.get("prompt_logprobs")
+        choice: dict[str, Any] = {
+            "index": 0,
+            "text": "",
+            "logprobs": None,
+            "finish_reason": "length",
+            "prompt_logprobs": None,
+        }
+        if k is not None and self.config.token_ids:
+            choice["prompt_logprobs"] = prompt_logprobs(ids, int(k), self.config.seed)
+        if body.get("return_token_ids") and self.config.token_ids:
+            choice["prompt_token_ids"] = ids
+        data = {
+            "id": f"cmpl-{next(self.counter)}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.config.model,
+            "choices": [choice],
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": 0, "total_tokens": len(ids)},
+        }
+        return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        """POST /tokenize (vLLM's shape); a 404 with ``--no-token-ids``."""
+        if not self.config.token_ids:
+            return _error(404, "Not Found", "NotFoundError")
+        try:
+            body = orjson.loads(await request.read())
+            if "messages" in body:
+                generation = bool(body.get("add_generation_prompt", True))
+                text = render_chat(body["messages"], add_generation_prompt=generation)
+            else:
+                text = str(body["prompt"])
+                if body.get("add_special_tokens", True):
+                    text = MARKERS[0] + text
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return _error(400, "body must be JSON with messages or a prompt", "BadRequestError")
+        ids = emulator_tokenize(text)
+        data = {"count": len(ids), "max_model_len": 8192, "tokens": ids, "token_strs": None}
+        return web.json_response(data, dumps=_dumps)
+
+    async def tokenizer_info(self, request: web.Request) -> web.Response:
+        """GET /tokenizer_info (vLLM's shape: the tokenizer's settings); a 404 with
+        ``--no-token-ids``."""
+        if not self.config.token_ids:
+            return _error(404, "Not Found", "NotFoundError")
+        data = {
+            "tokenizer_class": "EmulatorTokenizer",
+            "name_or_path": f"distillery-emulator/{self.config.model}",
+            "bos_token": MARKERS[0],
+            "eos_token": MARKERS[1],
+            "added_tokens_decoder": {
+                str(i): {"content": marker, "special": True} for marker, i in MARKER_ID.items()
+            },
+            "model_max_length": 8192,
+            "chat_template": CHAT_TEMPLATE,
+        }
+        return web.json_response(data, dumps=_dumps)
 
     async def models(self, request: web.Request) -> web.Response:
         """GET /v1/models."""
@@ -642,6 +834,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--realistic", action="store_true", help="diverse instruction-like tasks for task lists"
     )
     parser.add_argument(
+        "--no-token-ids", dest="token_ids", action="store_false",
+        help="behave like a server that is not vLLM: no token ids, /tokenize, /tokenizer_info",
+    )  # fmt: skip
+    parser.add_argument(
         "--realistic-dup-fraction", type=float, default=0.0,
         help="with --realistic: share of tasks that near-copy an earlier one",
     )  # fmt: skip
@@ -666,6 +862,7 @@ async def serve(args: argparse.Namespace) -> None:
         hang_s=args.hang_s,
         realistic=args.realistic,
         realistic_dup_fraction=args.realistic_dup_fraction,
+        token_ids=args.token_ids,
     )
     emulator = Emulator(config, args.faults)
     stop = asyncio.Event()

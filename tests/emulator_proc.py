@@ -114,6 +114,12 @@ def start_emulator(
     ]
     if faults:
         args += ["--faults", json.dumps(faults)]
+    return spawn_server(args, model=model, ready_timeout_s=ready_timeout_s)
+
+
+def spawn_server(args: list[str], *, model: str, ready_timeout_s: float) -> EmulatorProcess:
+    """Run ``args`` (a loopback server that prints ``READY <port>``) and wait until it listens;
+    also used for ``tests/hf_server.py``."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by EmulatorProcess.stop()
     process = subprocess.Popen(
         args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1
@@ -139,7 +145,7 @@ def _read_ready(process: subprocess.Popen[str], timeout_s: float) -> int:
                 return int(line.split()[1])
             if not line and process.poll() is not None:
                 break
-    raise RuntimeError(f"emulator did not start (exit code {process.poll()})")
+    raise RuntimeError(f"server did not start (exit code {process.poll()})")
 
 
 @contextmanager

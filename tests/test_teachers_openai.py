@@ -344,11 +344,8 @@ async def test_structured_output_round_trip(
         assert isinstance(data["meta"]["weight"], float)
 
 
-@pytest.mark.parametrize("token_ids", [False, True])
-async def test_logprobs_round_trip(
-    emu: EmulatorProcess, make_teacher: MakeTeacher, token_ids: bool
-) -> None:
-    teacher = make_teacher(emu.base_url, return_token_ids=token_ids)
+async def test_logprobs_round_trip(emu: EmulatorProcess, make_teacher: MakeTeacher) -> None:
+    teacher = make_teacher(emu.base_url)  # asks for token ids by default
     sampling = SamplingParams(n=2, max_tokens=8, seed=3)
     results = await teacher.generate(requests(3, sampling=sampling, top_logprobs=3))
     for result in results:
@@ -362,11 +359,22 @@ async def test_logprobs_round_trip(
                 assert len(lp.top) == 3
                 assert lp.top[0][0] == lp.token and lp.top[0][2] == lp.logprob
                 assert lp.logprob <= 0
-                assert (lp.token_id is not None) is token_ids
-                assert all((alt[1] is not None) is token_ids for alt in lp.top)
+                assert lp.token_id is not None
+                assert all(alt[1] is not None for alt in lp.top)
             total += len(logprobs)
         assert result.usage.completion_tokens == total
     assert results[0].generations[0].text != results[0].generations[1].text
+
+
+async def test_logprobs_without_token_ids_are_refused(
+    emu: EmulatorProcess, make_teacher: MakeTeacher
+) -> None:
+    # return_token_ids=False: the field is not sent, and this server gives no ids by itself
+    teacher = make_teacher(emu.base_url, return_token_ids=False)
+    [result] = await teacher.generate(requests(1, top_logprobs=3))
+    assert isinstance(result.error, TeacherRejected)
+    assert "cannot give token ids" in result.error.message
+    assert not result.generations
 
 
 async def test_seed_makes_answers_repeatable(

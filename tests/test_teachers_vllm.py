@@ -106,6 +106,7 @@ def test_engine_args() -> None:
         "dtype": "auto",
         "enable_prefix_caching": True,
         "generation_config": "vllm",
+        "max_logprobs": 100,
         "max_num_seqs": 128,
     }
     assert engine_args_kwargs(model="m", max_model_len=4096)["max_model_len"] == 4096

@@ -1,4 +1,5 @@
-"""knowledge kinds: soft targets (white-box KD), preference pairs, job priority and tokenizer
+"""knowledge kinds: soft targets (white-box KD), preference pairs, job priority and tokenizer,
+rationales, taxonomy leaves
 
 Revision ID: 8e2b6d41c9a7
 Revises: 3c1f0b7d2e45
@@ -36,6 +37,13 @@ def upgrade() -> None:
     # the MinHash signature is neither written nor read since the exact dedup index
     with op.batch_alter_table("examples", schema=None) as batch_op:
         batch_op.drop_column("signature")
+        batch_op.add_column(sa.Column("rationale", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("topic", sa.String(length=500), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_examples_dataset_id_topic"), ["dataset_id", "topic"], unique=False
+        )
+    with op.batch_alter_table("skills", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("taxonomy", JSON, nullable=True))
 
     op.create_table(
         "soft_targets",
@@ -128,7 +136,12 @@ def downgrade() -> None:
     with op.batch_alter_table("soft_targets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_soft_targets_dataset_id"))
     op.drop_table("soft_targets")
+    with op.batch_alter_table("skills", schema=None) as batch_op:
+        batch_op.drop_column("taxonomy")
     with op.batch_alter_table("examples", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_examples_dataset_id_topic"))
+        batch_op.drop_column("topic")
+        batch_op.drop_column("rationale")
         batch_op.add_column(sa.Column("signature", sa.LargeBinary(), nullable=True))
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_column("priority")

@@ -7,6 +7,11 @@ request has a seed; ``temperature == 0`` is greedy. ``n`` maps to ``num_return_s
 (greedy repeats its one answer). Top-k logprobs come from the raw logits (``out.logits``, before
 temperature and top-p), with token ids, as vLLM reports them.
 
+White-box knowledge: :meth:`TransformersTeacher.tokenizer_info` is the loaded tokenizer's
+identity (:mod:`workers.teachers.tokenization`); :meth:`TransformersTeacher.score`
+teacher-forces given completions: one forward pass per batch (right padding), ``log_softmax``
+of the logits in float32, at every completion position the chosen id's logprob and the top-k.
+
 ``json_schema`` is NOT enforced by this backend: the caller validates structured output.
 Good for tests, small models and CPU laptops; use vllm for throughput.
 """
@@ -25,17 +30,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from workers.teachers.base import (
     Generation,
     SamplingParams,
+    ScoreRequest,
+    ScoreResult,
+    TeacherRejected,
     TeacherRequest,
     TeacherResult,
     TeacherUnavailable,
+    TokenizerInfo,
     TokenLogprob,
     Usage,
 )
+from workers.teachers.tokenization import completion_ids, local_tokenizer_info
 
 if TYPE_CHECKING:
     from app.config import TeacherSettings
 
 BatchKey = tuple[SamplingParams, int | None]
+Scoring = tuple[int, list[int], list[int], int]  # request index, prompt ids, completion ids, k
 
 
 def resolve_device(device: str) -> str:
@@ -87,6 +98,7 @@ class TransformersTeacher:
         self._model: Any = loaded.to(self.device).eval()
         self._eos_ids = self._stop_token_ids()
         self._token_text: dict[int, str] = {}
+        self._tokenizer_info: TokenizerInfo | None = None
         # one generate at a time, also when a cancelled caller's thread is still running
         self._lock = threading.Lock()
 
@@ -107,6 +119,21 @@ class TransformersTeacher:
         if not requests:
             return []
         return await asyncio.to_thread(self._generate_all, list(requests))
+
+    async def tokenizer_info(self) -> TokenizerInfo:
+        """The loaded tokenizer's identity (``source: "local"``), computed once."""
+        if self._tokenizer_info is None:
+            self._tokenizer_info = await asyncio.to_thread(
+                local_tokenizer_info, self._tokenizer, self.model
+            )
+        return dict(self._tokenizer_info)
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Teacher-force each completion after its prompt, in a worker thread; results in
+        request order."""
+        if not requests:
+            return []
+        return await asyncio.to_thread(self._score_all, list(requests))
 
     async def aclose(self) -> None:
         """Free the model (and GPU memory)."""
@@ -175,6 +202,82 @@ class TransformersTeacher:
             )
             results.append(TeacherResult(gens, usage, latency))
         return results
+
+    def _score_all(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        results: list[ScoreResult | None] = [None] * len(requests)
+        work: list[Scoring] = []
+        for index, request in enumerate(requests):
+            try:
+                prompt, completion, _ = completion_ids(
+                    self._tokenizer, request.messages, request.completion
+                )
+            except Exception as exc:  # jinja errors, templates refusing a role order, ...
+                error = TeacherRejected(f"cannot render the chat template: {exc}")
+                results[index] = ScoreResult(tokens=[], error=error)
+                continue
+            if not prompt:
+                error = TeacherRejected("the chat template rendered an empty prompt")
+                results[index] = ScoreResult(tokens=[], error=error)
+                continue
+            if not completion:
+                results[index] = ScoreResult(tokens=[], prompt_tokens=len(prompt))
+                continue
+            work.append((index, prompt, completion, request.top_logprobs))
+        work.sort(key=lambda item: len(item[1]) + len(item[2]))  # similar lengths share a batch
+        with self._lock:
+            for start in range(0, len(work), self.batch_size):
+                batch = work[start : start + self.batch_size]
+                started = time.perf_counter()
+                try:
+                    scored = self._score_batch(batch)
+                except torch.OutOfMemoryError as exc:
+                    oom = TeacherUnavailable(f"out of memory on {self.device}: {exc}")
+                    latency = time.perf_counter() - started
+                    for index, *_ in batch:
+                        results[index] = ScoreResult(tokens=[], latency_s=latency, error=oom)
+                    continue
+                latency = time.perf_counter() - started
+                for (index, prompt, _, _), tokens in zip(batch, scored, strict=True):
+                    results[index] = ScoreResult(tokens, len(prompt), latency)
+        return [r for r in results if r is not None]
+
+    def _score_batch(self, batch: list[Scoring]) -> list[list[TokenLogprob]]:
+        """One forward pass over prompt + completion rows (right padding: a causal model's
+        positions before the padding do not see it)."""
+        rows = [prompt + completion for _, prompt, completion, _ in batch]
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self._tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        with torch.inference_mode():
+            logits = self._model(
+                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+            ).logits
+            scored = []
+            for row, (_, prompt, completion, k) in enumerate(batch):
+                # the logits at position t - 1 are the distribution of token t
+                span = logits[row, len(prompt) - 1 : len(prompt) + len(completion) - 1]
+                logp = span.float().log_softmax(dim=-1)  # [completion, vocab]
+                target = torch.tensor(completion, dtype=torch.long, device=logp.device)
+                chosen = logp.gather(-1, target[:, None]).squeeze(-1).tolist()
+                values, ids = (t.tolist() for t in logp.topk(min(k, logp.shape[-1]), dim=-1))
+                scored.append(
+                    [
+                        TokenLogprob(
+                            token=self._text(token_id),
+                            token_id=token_id,
+                            logprob=chosen[t],
+                            top=[
+                                (self._text(i), i, v)
+                                for i, v in zip(ids[t], values[t], strict=True)
+                            ],
+                        )
+                        for t, token_id in enumerate(completion)
+                    ]
+                )
+        return scored
 
     def _generate_kwargs(
         self, sampling: SamplingParams, greedy: bool, want_logits: bool

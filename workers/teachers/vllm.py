@@ -6,8 +6,17 @@ prefix (skill, guidelines, few-shot seeds) reuse its KV cache. Chat messages are
 the tokenizer's chat template and submitted as token ids.
 
 The translation both ways is plain functions over duck-typed objects
-(:func:`to_vllm_sampling_kwargs`, :func:`from_vllm_output`, :func:`render_chat_prompt`), tested
-without vllm installed; vllm is imported only inside :class:`VLLMTeacher`.
+(:func:`to_vllm_sampling_kwargs`, :func:`from_vllm_output`, :func:`render_chat_prompt`,
+:func:`to_vllm_score_kwargs`, :func:`from_vllm_prompt_logprobs`), tested without vllm
+installed; vllm is imported only inside :class:`VLLMTeacher`.
+
+White-box knowledge: ``top_logprobs = k`` becomes ``SamplingParams.logprobs = k`` (the engine
+is started with ``max_logprobs`` = :data:`MAX_TOP_LOGPROBS`; vLLM's default is 20), each
+position a ``{token_id: Logprob}`` dict, so every token and alternative has its id. vLLM's
+default ``logprobs_mode`` is ``raw_logprobs``: the model's distribution before temperature and
+top-p, as the transformers backend reports it. :meth:`VLLMTeacher.score` teacher-forces given
+text: the prompt and the completion (:func:`~workers.teachers.tokenization.completion_ids`) as
+one ``TokensPrompt`` with ``prompt_logprobs = k`` and ``max_tokens = 1``.
 Checked against vLLM 0.33: ``SamplingParams.max_tokens`` defaults to 16 and the model's
 ``generation_config.json`` overrides defaults unless ``generation_config="vllm"``, so every
 value is explicit; structured output is ``StructuredOutputsParams(json=schema)`` (the older
@@ -25,19 +34,24 @@ from typing import TYPE_CHECKING, Any
 
 from workers.teachers.base import (
     Generation,
+    ScoreRequest,
+    ScoreResult,
     TeacherBadResponse,
     TeacherError,
     TeacherRejected,
     TeacherRequest,
     TeacherResult,
     TeacherUnavailable,
+    TokenizerInfo,
     TokenLogprob,
     Usage,
 )
+from workers.teachers.tokenization import completion_ids, local_tokenizer_info, token_logprob
 
 if TYPE_CHECKING:
     from app.config import TeacherSettings
 
+MAX_TOP_LOGPROBS = 100  # the engine's max_logprobs: the most a job may ask (TeacherSpec)
 
 # --- translation (pure, no vllm needed) --------------------------------------------------------
 
@@ -59,6 +73,7 @@ def engine_args_kwargs(
         "dtype": dtype,
         "enable_prefix_caching": True,
         "generation_config": "vllm",  # our values, not the checkpoint's generation_config.json
+        "max_logprobs": MAX_TOP_LOGPROBS,  # vLLM's default is 20
     }
     if max_model_len is not None:
         kwargs["max_model_len"] = max_model_len
@@ -126,21 +141,43 @@ def _logprobs(output: Any, k: int | None) -> list[TokenLogprob] | None:
     the top-k and the sampled token (which may rank below k)."""
     if output.logprobs is None:
         return None
-    result = []
-    for token_id, position in zip(output.token_ids, output.logprobs, strict=False):
-        chosen = position[token_id]
-        ranked = sorted(position.items(), key=lambda item: -item[1].logprob)
-        if k is not None:
-            ranked = ranked[:k]
-        result.append(
-            TokenLogprob(
-                token=chosen.decoded_token or "",
-                token_id=int(token_id),
-                logprob=float(chosen.logprob),
-                top=[(lp.decoded_token or "", int(i), float(lp.logprob)) for i, lp in ranked],
-            )
-        )
-    return result
+    return [
+        _position(int(token_id), position, k)
+        for token_id, position in zip(output.token_ids, output.logprobs, strict=False)
+    ]
+
+
+def _position(token_id: int, position: Mapping[int, Any], k: int | None) -> TokenLogprob:
+    entries = [(i, lp.logprob, lp.decoded_token or "") for i, lp in position.items()]
+    return token_logprob(token_id, entries, len(entries) if k is None else k)
+
+
+def to_vllm_score_kwargs(top_logprobs: int) -> dict[str, Any]:
+    """Keyword arguments for the ``vllm.SamplingParams`` of teacher-forced scoring: the
+    prompt's top-k logprobs, one (greedy, discarded) generated token."""
+    return {
+        "n": 1,
+        "temperature": 0.0,
+        "max_tokens": 1,
+        "prompt_logprobs": top_logprobs,
+        "output_kind": "FINAL_ONLY",
+    }
+
+
+def from_vllm_prompt_logprobs(request_output: Any, start: int, k: int) -> list[TokenLogprob]:
+    """The scored positions ``start..`` of a finished ``RequestOutput`` with
+    ``prompt_logprobs``: per position ``{token_id: Logprob}`` (the top-k and the prompt's own
+    token); position 0 has none (nothing precedes it)."""
+    ids = list(request_output.prompt_token_ids or ())
+    positions = request_output.prompt_logprobs
+    if positions is None or len(positions) < len(ids):
+        raise TeacherBadResponse("vLLM returned no prompt logprobs")
+    tokens = []
+    for t in range(start, len(ids)):
+        if positions[t] is None:
+            raise TeacherBadResponse(f"vLLM returned no prompt logprobs at position {t}")
+        tokens.append(_position(ids[t], positions[t], k))
+    return tokens
 
 
 def map_engine_error(exc: BaseException) -> TeacherError | None:
@@ -188,6 +225,7 @@ class VLLMTeacher:
             )
         )
         self._engine: Any = AsyncLLM.from_engine_args(args)
+        self._tokenizer_info: TokenizerInfo | None = None
 
     @classmethod
     def from_settings(cls, settings: TeacherSettings) -> VLLMTeacher:
@@ -207,9 +245,7 @@ class VLLMTeacher:
         """Submit the whole batch at once; results in request order."""
         if not requests:
             return []
-        tokenizer = self._engine.get_tokenizer()
-        if inspect.isawaitable(tokenizer):  # async in older vLLM releases
-            tokenizer = await tokenizer
+        tokenizer = await self._tokenizer()
         prompts = await asyncio.to_thread(_render_all, tokenizer, requests)
         async with asyncio.TaskGroup() as group:
             tasks = [
@@ -218,9 +254,72 @@ class VLLMTeacher:
             ]
         return [task.result() for task in tasks]
 
+    async def tokenizer_info(self) -> TokenizerInfo:
+        """The engine's tokenizer identity (``source: "local"``), computed once."""
+        if getattr(self, "_tokenizer_info", None) is None:
+            tokenizer = await self._tokenizer()
+            self._tokenizer_info = await asyncio.to_thread(
+                local_tokenizer_info, tokenizer, self.model
+            )
+        assert self._tokenizer_info is not None
+        return dict(self._tokenizer_info)
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Teacher-force every request's completion after its prompt, the whole batch at
+        once; results in request order."""
+        if not requests:
+            return []
+        tokenizer = await self._tokenizer()
+        prepared = await asyncio.to_thread(_prepare_scores, tokenizer, requests)
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._score(ids, request))
+                for ids, request in zip(prepared, requests, strict=True)
+            ]
+        return [task.result() for task in tasks]
+
     async def aclose(self) -> None:
         """Shut the engine down (frees the GPU)."""
         self._engine.shutdown()
+
+    async def _tokenizer(self) -> Any:
+        tokenizer = self._engine.get_tokenizer()
+        if inspect.isawaitable(tokenizer):  # async in older vLLM releases
+            tokenizer = await tokenizer
+        return tokenizer
+
+    async def _score(
+        self, ids: tuple[list[int], list[int]] | TeacherError, request: ScoreRequest
+    ) -> ScoreResult:
+        started = time.perf_counter()
+        if isinstance(ids, TeacherError):
+            return ScoreResult(tokens=[], error=ids)
+        prompt, completion = ids
+        if not prompt:
+            empty = TeacherRejected("the chat template rendered an empty prompt")
+            return ScoreResult(tokens=[], error=empty)
+        if not completion:
+            return ScoreResult(tokens=[], prompt_tokens=len(prompt))
+        request_id = f"{request.request_id or 'score'}-{uuid.uuid4().hex[:12]}"
+        final = None
+        try:
+            params = build_score_params(request.top_logprobs)
+            tokens_prompt = {"prompt_token_ids": prompt + completion}
+            async for output in self._engine.generate(tokens_prompt, params, request_id):
+                final = output
+            if final is None:
+                raise TeacherBadResponse("vLLM returned no output")
+            tokens = from_vllm_prompt_logprobs(final, len(prompt), request.top_logprobs)
+        except TeacherError as exc:
+            return ScoreResult(tokens=[], latency_s=time.perf_counter() - started, error=exc)
+        except Exception as exc:
+            error = map_engine_error(exc)
+            if error is None:
+                raise
+            return ScoreResult(tokens=[], latency_s=time.perf_counter() - started, error=error)
+        return ScoreResult(
+            tokens=tokens, prompt_tokens=len(prompt), latency_s=time.perf_counter() - started
+        )
 
     async def _run(
         self, prompt: Mapping[str, Any] | TeacherError, request: TeacherRequest
@@ -256,6 +355,31 @@ def build_sampling_params(request: TeacherRequest) -> Any:
     if "structured_outputs" in kwargs:
         kwargs["structured_outputs"] = StructuredOutputsParams(**kwargs["structured_outputs"])
     return SamplingParams(**kwargs)
+
+
+def build_score_params(top_logprobs: int) -> Any:
+    """``vllm.SamplingParams`` for teacher-forced scoring (needs vllm)."""
+    from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+    kwargs = to_vllm_score_kwargs(top_logprobs)
+    kwargs["output_kind"] = RequestOutputKind[kwargs["output_kind"]]
+    return SamplingParams(**kwargs)
+
+
+def _prepare_scores(
+    tokenizer: Any, requests: Sequence[ScoreRequest]
+) -> list[tuple[list[int], list[int]] | TeacherError]:
+    """(prompt ids, completion ids) per request (off the event loop); a chat the template
+    refuses fails only its request."""
+    prepared: list[tuple[list[int], list[int]] | TeacherError] = []
+    for request in requests:
+        try:
+            prompt, completion, _ = completion_ids(tokenizer, request.messages, request.completion)
+        except Exception as exc:  # jinja errors, templates refusing a role order, ...
+            prepared.append(TeacherRejected(f"cannot render the chat template: {exc}"))
+        else:
+            prepared.append((prompt, completion))
+    return prepared
 
 
 def _render_all(
