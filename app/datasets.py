@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -70,7 +71,7 @@ async def count_examples_of(
     return counts
 
 
-async def add_skill(*, session: AsyncSession, tenant_id: uuid.UUID, **fields: str) -> Skill:
+async def add_skill(*, session: AsyncSession, tenant_id: uuid.UUID, **fields: Any) -> Skill:
     skill = Skill(tenant_id=tenant_id, **fields)
     session.add(skill)
     await session.flush()
@@ -81,6 +82,17 @@ async def get_skill(*, session: AsyncSession, tenant_id: uuid.UUID, skill_id: uu
     skill = await session.get(Skill, skill_id)
     if skill is None or skill.tenant_id != tenant_id:
         raise NotFound(f"skill {skill_id} not found")
+    return skill
+
+
+async def update_skill(
+    *, session: AsyncSession, tenant_id: uuid.UUID, skill_id: uuid.UUID, fields: dict[str, Any]
+) -> Skill:
+    """Replace the fields given (a PATCH); jobs already created keep what they froze."""
+    skill = await get_skill(session=session, tenant_id=tenant_id, skill_id=skill_id)
+    for name, value in fields.items():
+        setattr(skill, name, value)
+    await session.flush()
     return skill
 
 

@@ -63,6 +63,11 @@ LANGUAGES = (
 Id = Annotated[uuid.UUID, Strict(False)]
 
 
+def integral(value: Any) -> Any:
+    """5.0 -> 5 (an integer to JSON Schema); anything else as it is, for strict validation."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _is_int(annotation: Any) -> bool:
     """`int` or `int | None`."""
     if annotation is int:
@@ -299,6 +304,11 @@ class EvolParams(_Params):
         description="the instructions to evolve (default: every accepted root example)",
     )
     answer: bool = Field(True, description="have the teacher answer each evolved instruction")
+    equality_check: bool = Field(
+        True,
+        description="ask the teacher whether each evolution equals its parent (WizardLM's "
+        "elimination; `evol_no_new_information`); false: the word-overlap check alone",
+    )
     similarity_threshold: float = Field(0.7, gt=0, le=1, description="ROUGE-L near-dup cut")
     filters: list[FilterName] | None = Field(None, description="curation steps for evolutions")
     answer_filters: list[FilterName] | None = Field(None, description="curation steps for answers")
@@ -319,7 +329,8 @@ class DialogueParams(_Params):
     example_ids: list[Id] | None = Field(
         None,
         max_length=100_000,
-        description="the opening instructions (default: every accepted root example)",
+        description="the opening instructions (default: every prompt of the dataset, i.e. root "
+        "example, that is not rejected and that no dialogue job wrote)",
     )
     from_taxonomy: bool = Field(
         False, description="open from the skill's taxonomy leaves instead of the dataset's examples"

@@ -55,6 +55,9 @@ class ExampleOut:
     soft_targets: SoftTargets | None = None  # the teacher's token distributions (white-box KD)
     rationale: str | None = None  # the teacher's reasoning, apart from its final answer (output)
     topic: str | None = None  # the taxonomy leaf path "topic/subtopic" it was generated for
+    # the row's id when the method chooses it (a uuid7 string), so that rows of this task or of
+    # a later one can name it (evol: a lineage's parent_id); None: the queue gives one
+    id: str | None = None
 
 
 @dataclass(slots=True)
@@ -74,8 +77,19 @@ class TaskOutcome:
     system_prompt: str | None = None
     # a cap on accepted examples (an exact target): at commit, under the job's lock, at most
     # min(max_accepted, job.total - job.accepted) stay accepted; the rest are stored as rejected
-    # "over_target", and `completed` (then counting accepted examples) shrinks by as many
+    # "over_target"; `completed` then counts the examples stored accepted (not those the commit
+    # rejected: over the cap, near duplicates found by `recheck`, exact duplicates)
     max_accepted: int | None = None
+    # a quota per taxonomy leaf (curation): (topic, quota): at commit, under the job's lock, at
+    # most quota - (the job's accepted examples of that topic) of this task's stay accepted; the
+    # rest are stored as rejected "over_target", as with `max_accepted` (both may apply)
+    max_accepted_topic: tuple[str, int] | None = None
+    # a taxonomy the teacher proposed (curation, ``app.taxonomy.Taxonomy`` as a dict): stored on
+    # the job's skill unless the skill has one by then (a user's edit is never overwritten)
+    taxonomy: dict[str, Any] | None = None
+    # the job's total once a task knows it (curation: the sum of the leaves' quotas, known after
+    # the taxonomy is proposed): replaces job.total
+    total: int | None = None
     # a last near-duplicate check at commit, under the dataset's lock, against the examples other
     # tasks stored since `recheck_since` (what this task's pool snapshot may have missed when
     # rounds run in parallel): called with their instructions, it returns the

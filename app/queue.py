@@ -16,9 +16,10 @@ claim, ``failed`` as soon as one task fails for good (its queued tasks are cance
 ``cancelled`` on request, ``succeeded`` when nothing is queued or running and nothing failed.
 Counters move in the same transaction as the task that earned them.
 
-Row locks are taken in one order, task -> dataset -> job; later task locks use SKIP LOCKED, so
-two transactions never wait on each other in a cycle. On SQLite every write transaction is
-``BEGIN IMMEDIATE`` (app.db), which serialises them; FOR UPDATE clauses are dropped there.
+Row locks are taken in one order, task -> dataset -> job (-> skill, for a proposed taxonomy);
+later task locks use SKIP LOCKED, so two transactions never wait on each other in a cycle. On
+SQLite every write transaction is ``BEGIN IMMEDIATE`` (app.db), which serialises them; FOR
+UPDATE clauses are dropped there.
 
 Every transition appends a row to ``task_events`` and logs structured data (``action``,
 ``job_id``, ``task_id``, ``worker``).
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -49,12 +51,13 @@ from app.models import (
     Example,
     Job,
     PreferencePair,
+    Skill,
     SoftTarget,
     Task,
     TaskEvent,
 )
 from app.outcomes import ExampleOut, PairOut, TaskOutcome
-from app.soft_targets import ENCODING, pack
+from app.soft_targets import ENCODING, SoftTargets, pack
 
 log = logging.getLogger(__name__)
 
@@ -471,6 +474,16 @@ async def complete_task(
         job = await _lock_job(session, task.job_id)
         if job.total > 0:
             cap = min(cap, job.total - job.accepted)  # exact targets, rounds in parallel or not
+    if outcome.max_accepted_topic is not None:  # a quota per taxonomy leaf, leaves in parallel
+        job = job or await _lock_job(session, task.job_id)
+        topic, quota = outcome.max_accepted_topic
+        have = await session.scalar(
+            select(func.count())
+            .select_from(Example)
+            .where(Example.job_id == job.id, Example.status == "accepted", Example.topic == topic)
+        )
+        room = quota - (have or 0)
+        cap = room if cap is None else min(cap, room)
     counts: Counter[str] = Counter()
     stored: dict[int, tuple[uuid.UUID, str]] = {}
     if outcome.examples:
@@ -487,6 +500,16 @@ async def complete_task(
         )
     if outcome.score_updates:
         await _write_scores(session, task.dataset_id, outcome.score_updates)
+    soft_targets = 0
+    if outcome.soft_targets:
+        soft_targets = await _write_soft_targets_of_existing(
+            session,
+            task.dataset_id,
+            task.job_id,
+            outcome.soft_targets,
+            replace=outcome.replace_soft_targets,
+            now=now,
+        )
     pairs = 0
     if outcome.pairs:
         pairs = await _write_pairs(
@@ -495,7 +518,12 @@ async def complete_task(
     await _set_task(session, task_id, "succeeded", now, result=dict(outcome.summary))
     if job is None:  # locked as late as possible: completions of one job queue up here
         job = await _lock_job(session, task.job_id)
-    job.completed += max(0, outcome.completed - counts["over_target"])
+    if outcome.max_accepted is not None or outcome.max_accepted_topic is not None:
+        # a capped outcome's progress is its accepted examples: those the commit rejected
+        # (over the cap, a parallel round's near duplicate, a duplicate) count for nothing
+        job.completed += counts["accepted"]
+    else:
+        job.completed += max(0, outcome.completed - counts["over_target"])
     job.failed += outcome.failed
     job.accepted += counts["accepted"]
     job.rejected += counts["rejected"]
@@ -513,6 +541,10 @@ async def complete_task(
         job.system_prompt = storable(outcome.system_prompt)
     if outcome.tokenizer and job.tokenizer is None:
         job.tokenizer = storable(dict(outcome.tokenizer))
+    if outcome.taxonomy is not None and job.skill_id is not None:
+        await _store_taxonomy(session, job.skill_id, outcome.taxonomy)
+    if outcome.total is not None:
+        job.total = outcome.total
     followups = 0
     if outcome.followups:
         if job.cancel_requested or job.status in TERMINAL_STATUSES:
@@ -545,6 +577,7 @@ async def complete_task(
         "over_target": counts["over_target"],
         "pairs": pairs,
         "scored": len(outcome.score_updates),
+        "soft_targets": soft_targets,
         "completed": outcome.completed,
         "failed": outcome.failed,
         "followups": followups,
@@ -1089,6 +1122,22 @@ async def _add_followups(
     return len(rows)
 
 
+async def _store_taxonomy(
+    session: AsyncSession, skill_id: uuid.UUID, taxonomy: dict[str, Any]
+) -> None:
+    """A proposed taxonomy goes on the skill unless it has one by then (locked after the job)."""
+    skill = (
+        await session.scalars(
+            select(Skill)
+            .where(Skill.id == skill_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).one_or_none()
+    if skill is not None and not skill.taxonomy:
+        skill.taxonomy = storable(taxonomy)
+
+
 def _duplicate(row: dict[str, Any]) -> None:
     row["status"] = "rejected"
     row["reject_reason"] = "duplicate"
@@ -1164,7 +1213,7 @@ async def _write_examples(
         rows.append(
             storable(
                 {
-                    "id": uuid7(),
+                    "id": uuid.UUID(ex.id) if ex.id else uuid7(),
                     "dataset_id": dataset_id,
                     "origin": "generated",
                     "status": ex.status,
@@ -1188,6 +1237,8 @@ async def _write_examples(
                     "raw_output": ex.raw_output,
                     "scores": ex.scores,
                     "source_id": uuid.UUID(str(ex.source_id)) if ex.source_id else None,
+                    "rationale": ex.rationale,
+                    "topic": ex.topic,
                     "created_at": now,
                     **provenance,
                 }
@@ -1241,9 +1292,8 @@ async def _write_examples(
         # a writer that skips the dataset lock (a seed upload) may have taken a hash meanwhile
         late = [r for r in rows if r["item_index"] not in written and r["dedup_key"] is not None]
         if late:
-            for row in late:
+            for row in late:  # same id: the skipped insert did not use it (rows may name it)
                 _duplicate(row)
-                row["id"] = uuid7()
             counts["duplicates"] += len(late)
             written.update((await session.execute(stmt, late)).tuples().all())
     if relabel:
@@ -1307,6 +1357,66 @@ async def _write_scores(
         stmt,
         [{"b_id": uuid.UUID(str(i)), "b_scores": storable(s)} for i, s in updates.items()],
     )
+
+
+async def _write_soft_targets_of_existing(
+    session: AsyncSession,
+    dataset_id: uuid.UUID,
+    job_id: uuid.UUID,
+    targets: Mapping[str, SoftTargets],
+    *,
+    replace: bool,
+    now: dt.datetime,
+) -> int:
+    """Store soft targets of examples already in the dataset (scoring), keyed by the example: an
+    example that has some keeps them unless `replace` (a rescore: the new ones win). Ids not in
+    the dataset are skipped. Returns how many rows were written."""
+    wanted = sorted(uuid.UUID(str(i)) for i in targets)  # one key order: no lock cycles
+    existing: set[uuid.UUID] = set()
+    for start in range(0, len(wanted), _IN_CHUNK):
+        existing.update(
+            (
+                await session.scalars(
+                    select(Example.id).where(
+                        Example.dataset_id == dataset_id,
+                        Example.id.in_(wanted[start : start + _IN_CHUNK]),
+                    )
+                )
+            ).all()
+        )
+    rows = []
+    for example_id in wanted:
+        if example_id not in existing:
+            continue
+        scored = targets[str(example_id)]
+        rows.append(
+            {
+                "example_id": example_id,
+                "dataset_id": dataset_id,
+                "job_id": job_id,
+                "source": scored.source,
+                "k": scored.k,
+                "positions": scored.positions,
+                "encoding": ENCODING,
+                "data": pack(scored),
+                "created_at": now,
+            }
+        )
+    if not rows:
+        return 0
+    stmt = (postgresql if _dialect(session) == "postgresql" else sqlite).insert(SoftTarget)
+    if replace:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[SoftTarget.example_id],
+            set_={
+                name: stmt.excluded[name]
+                for name in ("job_id", "source", "k", "positions", "encoding", "data", "created_at")
+            },
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[SoftTarget.example_id])
+    written = await session.scalars(stmt.returning(SoftTarget.example_id), rows)
+    return len(written.all())
 
 
 async def _write_pairs(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import statistics
 from collections import Counter
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
-from app.models import Example, Job
+from app.models import Example, Job, PreferencePair, SoftTarget, Task
 
 DUPLICATE_REASONS = ("duplicate", "near_duplicate")
 DIVERSITY_SAMPLE = 20_000
@@ -69,6 +70,190 @@ async def job_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
         "wall_seconds": round(wall, 3) if wall is not None else None,
         "examples_per_minute": round(accepted / wall * 60, 2) if wall else None,
         "diversity": diversity(instructions),
+        "feedback": (
+            await feedback_report(session=session, job=job) if job.kind == "feedback" else None
+        ),
+        "soft_targets": await soft_targets_report(session=session, job=job),
+        "dialogue": (
+            await dialogue_report(session=session, job=job) if job.kind == "dialogue" else None
+        ),
+        "evol": await evol_report(session=session, job=job) if job.kind == "evol" else None,
+        "curation": (
+            await curation_report(session=session, job=job) if job.kind == "curation" else None
+        ),
+    }
+
+
+async def curation_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
+    """Coverage per taxonomy leaf of a curation job: the leaves and their quotas as the job
+    froze them (its tasks' payloads), rounds and the reason each leaf stopped (its tasks'
+    summaries), accepted and rejected by reason (its examples, grouped by ``topic``)."""
+    tasks = await session.execute(
+        select(
+            Task.payload["propose"].as_boolean(),
+            Task.payload[("leaf", "path")].as_string(),
+            Task.payload[("leaf", "quota")].as_integer(),
+            Task.payload["round"].as_integer(),
+            Task.result["proposed"].as_integer(),
+            Task.result["done"].as_string(),
+        )
+        .where(Task.job_id == job.id)
+        .order_by(Task.seq)
+    )
+    proposed = False
+    leaves: dict[str, dict[str, Any]] = {}
+    rounds: dict[str, set[int]] = {}
+    for propose, path, quota, round_no, ran, done in tasks.tuples():
+        proposed = proposed or bool(propose)
+        if path is None:
+            continue
+        leaf = leaves.setdefault(
+            path, {"path": path, "quota": int(quota or 0), "accepted": 0, "rejected": 0,
+                   "rejected_by_reason": Counter(), "rounds": 0, "done": None},
+        )  # fmt: skip
+        if ran is not None:  # a round that asked the teacher (a retried one counts once)
+            rounds.setdefault(path, set()).add(int(round_no or 0))
+        if done:
+            leaf["done"] = done
+    counts = await session.execute(
+        select(Example.topic, Example.status, Example.reject_reason, func.count())
+        .where(Example.job_id == job.id, Example.topic.is_not(None))
+        .group_by(Example.topic, Example.status, Example.reject_reason)
+    )
+    for topic, status, reason, n in counts.tuples():
+        leaf = leaves.get(topic)
+        if leaf is None:
+            continue
+        if status == "accepted":
+            leaf["accepted"] += n
+        elif status == "rejected":
+            leaf["rejected"] += n
+            leaf["rejected_by_reason"][reason or "unknown"] += n
+    for path, leaf in leaves.items():
+        leaf["rounds"] = len(rounds.get(path, ()))
+        leaf["rejected_by_reason"] = dict(leaf["rejected_by_reason"].most_common())
+        if leaf["accepted"] >= leaf["quota"]:  # an answer retry may land after the last round
+            leaf["done"] = "quota met"
+        elif leaf["done"] is None and job.status in ("cancelled", "failed"):
+            leaf["done"] = job.status
+    coverage = list(leaves.values())
+    return {
+        "proposed": proposed,
+        "leaves": len(coverage),
+        "leaves_met": sum(1 for leaf in coverage if leaf["accepted"] >= leaf["quota"]),
+        "quota": sum(leaf["quota"] for leaf in coverage),
+        "accepted": sum(leaf["accepted"] for leaf in coverage),
+        "coverage": coverage,
+    }
+
+
+async def evol_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
+    """An evol job per generation (one aggregate query over the lineage in ``meta``): the
+    evolutions stored, accepted, pending (unanswered), eliminated by rule (the ``evol_*``
+    reasons, WizardLM's elimination) and rejected by curation; and per operation, evolutions and
+    those kept (accepted or pending)."""
+    generation = Example.meta["generation"].as_integer()
+    operation = Example.meta["operation"].as_string()
+    rows = await session.execute(
+        select(generation, operation, Example.status, Example.reject_reason, func.count())
+        .where(Example.job_id == job.id)
+        .group_by(generation, operation, Example.status, Example.reject_reason)
+    )
+    generations: dict[int, dict[str, Any]] = {}
+    operations: dict[str, Counter[str]] = {}
+    for gen, op, status, reason, n in rows.tuples():
+        if gen is None:
+            continue
+        row = generations.setdefault(
+            int(gen),
+            {"generation": int(gen), "evolved": 0, "accepted": 0, "pending": 0,
+             "eliminated": Counter(), "rejected": Counter()},
+        )  # fmt: skip
+        row["evolved"] += n
+        per_op = operations.setdefault(str(op), Counter())
+        per_op["evolved"] += n
+        if status in ("accepted", "pending"):
+            row[status] += n
+            per_op["kept"] += n
+        elif reason and reason.startswith("evol_"):
+            row["eliminated"][reason] += n
+        else:
+            row["rejected"][reason or "unknown"] += n
+    return {
+        "generations": [
+            {**row, "eliminated": dict(row["eliminated"]), "rejected": dict(row["rejected"])}
+            for _, row in sorted(generations.items())
+        ],
+        "operations": {
+            op: {"evolved": c["evolved"], "kept": c["kept"]} for op, c in sorted(operations.items())
+        },
+    }
+
+
+async def dialogue_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
+    """What a dialogue job's conversations came to (one aggregate query over ``meta``): the
+    accepted ones by assistant turns, the cut ones by the reason of the turn that ended them,
+    the rejected ones by reason."""
+    rows = (
+        select(
+            Example.status.label("status"),
+            Example.meta["turns"].as_integer().label("turns"),
+            Example.meta["cut_reason"].as_string().label("cut"),
+            Example.reject_reason.label("reason"),
+        )
+        .where(Example.job_id == job.id)
+        .subquery()
+    )
+    # grouped over a subquery: Postgres cannot match two bound JSON paths of SELECT and GROUP BY
+    counts = await session.execute(
+        select(rows.c.status, rows.c.turns, rows.c.cut, rows.c.reason, func.count()).group_by(
+            rows.c.status, rows.c.turns, rows.c.cut, rows.c.reason
+        )
+    )
+    turns: Counter[int] = Counter()
+    cut: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    for status, n_turns, cut_reason, reason, n in counts:
+        if status == "accepted":
+            turns[int(n_turns or 0)] += n
+            if cut_reason:
+                cut[cut_reason] += n
+        elif status == "rejected":
+            rejected[reason or "unknown"] += n
+    conversations = sum(turns.values())
+    total_turns = sum(t * n for t, n in turns.items())
+    return {
+        "conversations": conversations,
+        "turns": {str(t): turns[t] for t in sorted(turns)},
+        "mean_turns": round(total_turns / conversations, 3) if conversations else None,
+        "full": conversations - sum(cut.values()),
+        "truncated": sum(cut.values()),
+        "cut_by_reason": dict(cut.most_common()),
+        "rejected_by_reason": dict(rejected.most_common()),
+    }
+
+
+async def soft_targets_report(*, session: AsyncSession, job: Job) -> dict[str, Any] | None:
+    """The soft targets the job stored (None when it stored none): examples, positions (completion
+    tokens), k, the packed bytes and bytes per token (one aggregate query)."""
+    examples, positions, k, stored = (
+        await session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(SoftTarget.positions), 0),
+                func.max(SoftTarget.k),
+                func.coalesce(func.sum(func.length(SoftTarget.data)), 0),
+            ).where(SoftTarget.job_id == job.id)
+        )
+    ).one()
+    if not examples:
+        return None
+    return {
+        "examples": examples,
+        "positions": int(positions),
+        "k": k,
+        "stored_bytes": int(stored),
+        "bytes_per_token": round(int(stored) / int(positions), 2) if positions else None,
     }
 
 
@@ -110,3 +295,84 @@ def diversity(instructions: list[str], top: int = 10) -> dict[str, Any]:
         "distinct_2": round(len(bigrams) / n_bigrams, 4) if n_bigrams else 0.0,
         "leading_words": [{"word": w, "count": c} for w, c in leading.most_common(top)],
     }
+
+
+MARGIN_BINS = 10  # margins are on a 0-10 scale (pointwise: score points; pairwise: win rate x 10)
+_SUMMED = ("prompts", "comparisons", "disagreements", "judge_failed")
+
+
+async def feedback_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
+    """What a feedback job judged: prompts, pairs and their margins from the pairs table; judge
+    disagreement (pairwise: order-swapped comparisons whose two orders disagreed) and failed
+    judgments from the tasks' summaries; mean score per aspect over the responses whose
+    current judgment is this job's (pointwise)."""
+    totals: Counter[str] = Counter()
+    for summary in (
+        await session.scalars(
+            select(Task.result).where(Task.job_id == job.id, Task.status == "succeeded")
+        )
+    ).all():
+        for key in _SUMMED:
+            value = (summary or {}).get(key)
+            if isinstance(value, int | float):
+                totals[key] += int(value)
+    margins = sorted(
+        (
+            await session.scalars(
+                select(PreferencePair.margin).where(PreferencePair.job_id == job.id)
+            )
+        ).all()
+    )
+    with_pair = await session.scalar(
+        select(func.count(func.distinct(PreferencePair.prompt_id))).where(
+            PreferencePair.job_id == job.id
+        )
+    )
+    comparisons = totals["comparisons"]
+    return {
+        "prompts_judged": totals["prompts"],
+        "prompts_with_pair": with_pair or 0,
+        "pairs": len(margins),
+        "margin": margin_distribution(margins),
+        "comparisons": comparisons,
+        "disagreements": totals["disagreements"],
+        "disagreement_rate": (
+            round(totals["disagreements"] / comparisons, 4) if comparisons else None
+        ),
+        "judge_failed": totals["judge_failed"],
+        "aspects": await _mean_aspects(session, job),
+    }
+
+
+def margin_distribution(margins: list[float]) -> dict[str, Any]:
+    """min / median / max of sorted `margins` and a histogram of unit-wide bins over 0-10 (the
+    last one closed: [9, 10])."""
+    counts = [0] * MARGIN_BINS
+    for m in margins:
+        counts[min(max(int(m), 0), MARGIN_BINS - 1)] += 1
+    return {
+        "min": margins[0] if margins else None,
+        "median": statistics.median(margins) if margins else None,
+        "max": margins[-1] if margins else None,
+        "histogram": [{"low": b, "high": b + 1, "pairs": n} for b, n in enumerate(counts)],
+    }
+
+
+async def _mean_aspects(session: AsyncSession, job: Job) -> dict[str, float]:
+    """Mean 1-10 score per aspect over the dataset's responses whose judgment is this job's."""
+    judged_here = Example.scores[("judge", "job_id")].as_string() == str(job.id)
+    sums: dict[str, float] = {}
+    counts: Counter[str] = Counter()
+    result = await session.stream_scalars(
+        select(Example.scores)
+        .where(Example.dataset_id == job.dataset_id, judged_here)
+        .execution_options(yield_per=2000)
+    )
+    async for scores in result:
+        aspects = scores.get("aspects") if isinstance(scores, dict) else None
+        for name, judged in (aspects or {}).items():
+            score = judged.get("score") if isinstance(judged, dict) else judged
+            if isinstance(score, int | float) and not isinstance(score, bool):
+                sums[name] = sums.get(name, 0.0) + score
+                counts[name] += 1
+    return {name: round(sums[name] / counts[name], 3) for name in sorted(counts)}

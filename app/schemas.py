@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from app.kinds import (
     CurationParams,
@@ -18,8 +18,10 @@ from app.kinds import (
     LabelingParams,
     ScoringParams,
     TeacherSpec,
+    integral,
 )
 from app.models import JobStatus
+from app.taxonomy import Taxonomy
 
 T = TypeVar("T")
 
@@ -185,6 +187,9 @@ class ExampleRead(BaseModel):
     superseded_by: uuid.UUID | None = Field(
         description="the answer that replaced this one (relabel); left out of default exports"
     )
+    rationale: str | None = Field(
+        None, description="the teacher's reasoning before its answer (`rationale: true` jobs)"
+    )
     created_at: dt.datetime
 
 
@@ -198,6 +203,22 @@ class SkillCreate(_In):
     guidelines: str = Field("", max_length=50_000)
     rubric: str = Field("", max_length=50_000)
     output_format: str = Field("", max_length=20_000)
+    taxonomy: Taxonomy | None = Field(
+        None, description="topics -> subtopics with quotas per leaf (curation, dialogue jobs)"
+    )
+
+
+class SkillUpdate(_In):
+    """PATCH: the fields given replace the stored ones (`taxonomy: null` removes it)."""
+
+    # text fields: absent = unchanged; null is not a value (the schema says string)
+    name: str = Field(None, min_length=1, max_length=200, pattern=NOT_BLANK)  # type: ignore[assignment]
+    description: str = Field(None, max_length=20_000)  # type: ignore[assignment]
+    domain: str = Field(None, max_length=200)  # type: ignore[assignment]
+    guidelines: str = Field(None, max_length=50_000)  # type: ignore[assignment]
+    rubric: str = Field(None, max_length=50_000)  # type: ignore[assignment]
+    output_format: str = Field(None, max_length=20_000)  # type: ignore[assignment]
+    taxonomy: Taxonomy | None = None
 
 
 class SkillRead(BaseModel):
@@ -210,6 +231,7 @@ class SkillRead(BaseModel):
     guidelines: str
     rubric: str
     output_format: str
+    taxonomy: dict[str, Any] | None
     created_at: dt.datetime
 
 
@@ -259,11 +281,11 @@ class _JobCreate(_In):
     dataset_id: uuid.UUID
     skill_id: uuid.UUID | None = None
     teacher: TeacherSpec | None = None
-    priority: int = Field(
+    # strict like job params: `true` and "5" are refused, 5.0 is an integer to JSON Schema
+    priority: Annotated[int, Strict(), BeforeValidator(integral)] = Field(
         0,
         ge=-100,
         le=100,
-        strict=True,
         description="higher runs first: a training loop's small scoring job overtakes bulk jobs",
     )
 
@@ -439,6 +461,70 @@ class SoftTargetsReport(BaseModel):
     bytes_per_token: float | None = Field(description="stored bytes per completion token")
 
 
+class DialogueReport(BaseModel):
+    conversations: int = Field(description="accepted conversations")
+    turns: dict[str, int] = Field(
+        description="accepted conversations by their number of assistant turns"
+    )
+    mean_turns: float | None = Field(description="assistant turns per accepted conversation")
+    full: int = Field(description="accepted conversations that reached `turns`")
+    truncated: int = Field(description="accepted conversations cut at their last good turn")
+    cut_by_reason: dict[str, int] = Field(
+        description="truncated conversations by the reason of the turn that ended them"
+    )
+    rejected_by_reason: dict[str, int] = Field(
+        description="rejected conversations by reason (too_few_turns: cut before `min_turns`)"
+    )
+
+
+class EvolGeneration(BaseModel):
+    generation: int
+    evolved: int = Field(description="evolutions stored (each lineage step once)")
+    accepted: int
+    pending: int = Field(description="kept unanswered (answer: false)")
+    eliminated: dict[str, int] = Field(
+        description="eliminated by rule: evol_no_new_information, evol_refusal, "
+        "evol_degenerate_answer, evol_copied_prompt"
+    )
+    rejected: dict[str, int] = Field(
+        description="rejected by curation (filters, duplicates, contamination, answer filters)"
+    )
+
+
+class EvolOperationReport(BaseModel):
+    evolved: int
+    kept: int = Field(description="accepted or pending")
+
+
+class EvolReport(BaseModel):
+    generations: list[EvolGeneration]
+    operations: dict[str, EvolOperationReport] = Field(
+        description="evolutions and those kept, per operation"
+    )
+
+
+class LeafCoverage(BaseModel):
+    path: str = Field(description='the taxonomy leaf, "topic/subtopic"')
+    quota: int
+    accepted: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    rounds: int = Field(description="proposal rounds the leaf ran")
+    done: str | None = Field(
+        description="why the leaf stopped: `quota met`, `round budget spent (N rounds)`, or the "
+        "job's end (`cancelled`, `failed`); null while it runs"
+    )
+
+
+class CurationReport(BaseModel):
+    proposed: bool = Field(description="the teacher proposed the taxonomy in this job")
+    leaves: int
+    leaves_met: int = Field(description="leaves whose quota is met")
+    quota: int = Field(description="the leaves' quotas, summed")
+    accepted: int
+    coverage: list[LeafCoverage] = Field(description="per leaf, in taxonomy order")
+
+
 class JobReport(BaseModel):
     job_id: uuid.UUID
     kind: str
@@ -469,4 +555,15 @@ class JobReport(BaseModel):
     )
     soft_targets: SoftTargetsReport | None = Field(
         None, description="the teacher's token distributions the job stored (top_logprobs, scoring)"
+    )
+    dialogue: DialogueReport | None = Field(
+        None, description="dialogue jobs: turns per conversation, cut and rejected by reason"
+    )
+    evol: EvolReport | None = Field(
+        None, description="evol jobs: per generation, evolved, eliminated by rule, accepted"
+    )
+    curation: CurationReport | None = Field(
+        None,
+        description="curation jobs: coverage per taxonomy leaf (accepted / quota, rejected "
+        "by reason, rounds, why it stopped)",
     )

@@ -28,6 +28,17 @@ Scenarios (see BENCHMARKS.md for what each number means):
    every 2 ms whether or not earlier ones answered; latency counts from the due time) for 20 s
    while a labeling job runs, from a load generator in its own process (aiohttp); also for a
    few seconds on the idle service first.
+6. ``dialogue``: C conversations (one per seed, ``--conversations`` 1,000) of T assistant turns
+   (``--turns`` 4): 2T - 1 sequential calls each (the seed is the first user turn). Ideal for
+   the calls the job made: max(2T - 1, ceil(calls / 256)) x 0.4 s (a conversation's calls wait
+   for each other; all conversations share the 256 slots); calls / the minimum C x (2T - 1)
+   (cut conversations make fewer).
+7. ``evol``: Evol-Instruct over L seed instructions (``--lineages`` 1,000) for G generations
+   (``--generations`` 3), the emulator ``--realistic`` (evolutions are instruction-like, so they
+   pass curation). A step is an evolution call, then the equality check and the answer in one
+   batch: 2G latencies one after the other per lineage. Ideal for the calls the job made:
+   max(2G, ceil(calls / 256)) x 0.4 s; calls / the minimum L x G x 3 (eliminated or rejected
+   evolutions are not answered: fewer).
 
 Settings reach the subprocesses through the environment (``DISTILLERY_WORKER_CONCURRENCY``,
 ``DISTILLERY_LABELING_CHUNK_SIZE``, ``DISTILLERY_TEACHER__MAX_CONCURRENCY`` ...): see ``--help``.
@@ -448,8 +459,10 @@ def labeling(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         dataset = stack.post("/v1/datasets", json={"name": "bench-labeling"})["id"]
         upload_s = stack.upload(dataset, [{"instruction": seed_instruction(i)} for i in range(n)])
         upload_rss = stack.sampler.peak["api"]
-        run = stack.run_job({"dataset_id": dataset, "kind": "labeling",
-                             "teacher": {"max_tokens": 256}})  # fmt: skip
+        teacher: dict[str, Any] = {"max_tokens": 256}
+        if args.top_logprobs is not None:  # soft targets: what capturing them costs
+            teacher["top_logprobs"] = args.top_logprobs
+        run = stack.run_job({"dataset_id": dataset, "kind": "labeling", "teacher": teacher})
         bare = bare_client(stack, n) if args.bare_baseline else None
     progress = run.job["progress"]
     if run.job["status"] != "succeeded" or progress["accepted"] != n:
@@ -458,6 +471,7 @@ def labeling(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     result.update(
         scenario="labeling",
         n=n,
+        top_logprobs=args.top_logprobs,
         settings=env,
         upload_s=upload_s,
         upload_rows_per_s=n / upload_s,
@@ -585,6 +599,93 @@ async def _round_summaries(stack: Stack, job_id: str) -> list[dict[str, Any]]:
         await conn.close()
     return [json.loads(r["result"]) if isinstance(r["result"], str) else dict(r["result"] or {})
             for r in rows]  # fmt: skip
+
+
+# --- scenario 6: dialogue ---------------------------------------------------------------------
+
+
+def dialogue(
+    args: argparse.Namespace, log_dir: Path, bare: dict[str, Any] | None
+) -> dict[str, Any]:
+    n, turns = args.conversations, args.turns
+    env = worker_settings(args)
+    with Stack("dialogue", log_dir, worker_env=env) as stack:
+        dataset = stack.post("/v1/datasets", json={"name": "bench-dialogue"})["id"]
+        stack.upload(dataset, [{"instruction": seed_instruction(i)} for i in range(n)])
+        request = {"dataset_id": dataset, "kind": "dialogue", "params": {"turns": turns},
+                   "teacher": {"max_tokens": 256}}  # fmt: skip
+        run = stack.run_job(request)
+        if bare is None and args.bare_baseline:
+            bare = bare_client(stack, min(20 * LIMIT, max(LIMIT, run.calls)))
+    chain = 2 * turns - 1  # calls of one conversation, one after the other
+    minimum = n * chain
+    ideal_s = max(chain, math.ceil(run.calls / LIMIT)) * LATENCY_S
+    progress = run.job["progress"]
+    report = run.report.get("dialogue") or {}
+    if run.job["status"] != "succeeded" or progress["completed"] != n:
+        print(f"!! dialogue job ended {run.job['status']} with {progress}", file=sys.stderr)
+    result = job_numbers(run, ideal_s, max(progress["accepted"], 1), bare)
+    result.update(
+        scenario="dialogue",
+        n=n,
+        turns=turns,
+        settings=env,
+        accepted=progress["accepted"],
+        mean_turns=report.get("mean_turns"),
+        minimum_calls=minimum,
+        calls_over_minimum=run.calls / minimum,
+        cut_by_reason=report.get("cut_by_reason", {}),
+        rejected_by_reason=run.report["rejected_by_reason"],
+        progress=progress,
+        bare=bare,
+    )
+    return result
+
+
+# --- scenario 7: evol -------------------------------------------------------------------------
+
+
+def evol(args: argparse.Namespace, log_dir: Path, bare: dict[str, Any] | None) -> dict[str, Any]:
+    from bench.emulator import realistic_instruction
+
+    n, generations = args.lineages, args.generations
+    env = worker_settings(args)
+    rng = random.Random(1000)
+    seeds = [{"instruction": realistic_instruction(rng)} for _ in range(n)]
+    with Stack("evol", log_dir, worker_env=env, emulator_args=("--realistic",)) as stack:
+        dataset = stack.post("/v1/datasets", json={"name": "bench-evol"})["id"]
+        stack.upload(dataset, seeds)
+        params = {"generations": generations}
+        request = {"dataset_id": dataset, "kind": "evol", "params": params,
+                   "teacher": {"max_tokens": 256}}  # fmt: skip
+        run = stack.run_job(request)
+        if bare is None and args.bare_baseline:
+            bare = bare_client(stack, min(20 * LIMIT, max(LIMIT, run.calls)))
+    chain = 2 * generations  # a lineage's batches, one after the other
+    minimum = n * generations * 3
+    ideal_s = max(chain, math.ceil(run.calls / LIMIT)) * LATENCY_S
+    progress = run.job["progress"]
+    report = run.report.get("evol") or {}
+    if run.job["status"] != "succeeded" or progress["completed"] != n * generations:
+        print(f"!! evol job ended {run.job['status']} with {progress}", file=sys.stderr)
+    result = job_numbers(run, ideal_s, max(progress["completed"], 1), bare)
+    result.update(
+        scenario="evol",
+        n=n,
+        generations=generations,
+        settings=env,
+        accepted=progress["accepted"],
+        minimum_calls=minimum,
+        calls_over_minimum=run.calls / minimum,
+        per_generation=[
+            {k: g[k] for k in ("generation", "evolved", "accepted", "eliminated", "rejected")}
+            for g in report.get("generations", [])
+        ],
+        rejected_by_reason=run.report["rejected_by_reason"],
+        progress=progress,
+        bare=bare,
+    )
+    return result
 
 
 # --- scenario 5: API latency under load -------------------------------------------------------
@@ -772,6 +873,22 @@ def print_job(result: dict[str, Any]) -> None:
              ""),
             ("API peak RSS MB during upload", f"{result['api_peak_rss_upload_mb']:.0f}", ""),
         ]  # fmt: skip
+    elif what == "evol":
+        rows += [
+            ("steps (lineages x generations); accepted",
+             f"{result['n'] * result['generations']:,}; {result['accepted']:,}", ""),
+            ("calls / method minimum", f"{result['calls_over_minimum']:.3f}", ""),
+            ("per generation", json.dumps(result["per_generation"]), ""),
+            ("rejected by reason", json.dumps(result["rejected_by_reason"]), ""),
+        ]  # fmt: skip
+    elif what == "dialogue":
+        rows += [
+            ("conversations accepted; mean turns",
+             f"{result['accepted']:,}; {result['mean_turns']}", ""),
+            ("calls / method minimum", f"{result['calls_over_minimum']:.3f}", ""),
+            ("cut by reason", json.dumps(result["cut_by_reason"]), ""),
+            ("rejected by reason", json.dumps(result["rejected_by_reason"]), ""),
+        ]  # fmt: skip
     else:
         rows += [
             ("rounds; proposal + answer calls",
@@ -839,9 +956,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scenario", default="all",
-                        choices=["labeling", "expansion", "api", "export", "all"])  # fmt: skip
+                        choices=["labeling", "expansion", "api", "export", "dialogue",
+                                 "evol", "all"])  # fmt: skip
     parser.add_argument("--n", type=int, default=10_000, help="labeling: prompts")
+    parser.add_argument(
+        "--top-logprobs", type=int, default=None, help="labeling: capture top-k soft targets"
+    )
     parser.add_argument("--target", type=int, default=5_000, help="expansion: accepted examples")
+    parser.add_argument("--conversations", type=int, default=1_000, help="dialogue: conversations")
+    parser.add_argument("--turns", type=int, default=4, help="dialogue: assistant turns each")
+    parser.add_argument("--lineages", type=int, default=1_000, help="evol: seed instructions")
+    parser.add_argument("--generations", type=int, default=3, help="evol: generations")
     parser.add_argument("--api-n", type=int, default=16_000,
                         help="api: prompts of the job that runs under the load")  # fmt: skip
     parser.add_argument("--export-rows", type=int, default=200_000)
@@ -931,6 +1056,12 @@ def main(argv: list[str] | None = None) -> None:
             elif scenario == "expansion":
                 result = expansion(args, log_dir, bare)
                 print_job(result)
+            elif scenario == "dialogue":
+                result = dialogue(args, log_dir, bare)
+                print_job(result)
+            elif scenario == "evol":
+                result = evol(args, log_dir, bare)
+                print_job(result)
             elif scenario == "api":
                 result = api(args, log_dir)
                 print_api(result)
@@ -950,8 +1081,10 @@ def print_summary(results: list[dict[str, Any]]) -> None:
     """One markdown table of the headline numbers (what BENCHMARKS.md records)."""
     print("\n| scenario | measured | target |\n| --- | --- | --- |")
     for r in results:
-        if r["scenario"] in ("labeling", "expansion"):
+        if r["scenario"] in ("labeling", "expansion", "dialogue", "evol"):
             what = f"{r['scenario']} N={r['n']:,}"
+            if r["scenario"] == "evol":
+                what += f" x {r['generations']} generations"
             net = r.get("worker_cpu_ms_per_example_net")
             cpu = f"{r['worker_cpu_ms_per_example']:.2f} ms" + (
                 f" ({net:.2f} net of the HTTP client)" if net is not None else ""

@@ -1,7 +1,8 @@
 """A scripted teacher double for queue and runner tests (the real backends are tested elsewhere).
 
 It answers every request with ``<prefix><last message>`` (``prefix`` "answer to: " unless changed,
-so a test can tell a later answer from an earlier one), after ``delay`` seconds, and can be
+so a test can tell a later answer from an earlier one; ``respond``, when set, writes the text
+instead), after ``delay`` seconds, and can be
 told to fail: a script of per-call errors (``fail_calls``), a rule per request (``fail_when``),
 or held at a gate until the test opens it.
 """
@@ -46,6 +47,7 @@ class ScriptedTeacher:
         self.max_in_flight = 0
         self.closed = False
         self.prefix = "answer to: "
+        self.respond: Callable[[TeacherRequest], str] | None = None
 
     async def generate(self, requests: Sequence[TeacherRequest]) -> list[TeacherResult]:
         self.calls += 1
@@ -68,7 +70,7 @@ class ScriptedTeacher:
                 results.append(TeacherResult.failed(error, latency_s=self.delay))
                 continue
             prompt = str(request.messages[-1]["content"])
-            text = f"{self.prefix}{prompt}"
+            text = self.respond(request) if self.respond else f"{self.prefix}{prompt}"
             results.append(
                 TeacherResult(
                     generations=[Generation(text=text, finish_reason="stop")],

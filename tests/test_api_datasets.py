@@ -29,8 +29,8 @@ def test_create_list_and_read(client: httpx.Client) -> None:
     one = client.get(f"/v1/datasets/{created[3]['id']}").json()
     assert one["description"] == "d3"
     assert one["counts"] == {
-        "seed": {"accepted": 0, "rejected": 0, "pending": 0},
-        "generated": {"accepted": 0, "rejected": 0, "pending": 0},
+        "seed": {"accepted": 0, "rejected": 0, "pending": 0, "candidate": 0},
+        "generated": {"accepted": 0, "rejected": 0, "pending": 0, "candidate": 0},
     }
     assert one["total_examples"] == 0
 

@@ -45,7 +45,7 @@ def test_jsonl_upload_and_pending_without_output(client: httpx.Client) -> None:
     assert response.status_code == 201, response.text
     assert response.json() == {"inserted": 5, "duplicates": 0}
     counts = client.get(f"/v1/datasets/{ds['id']}").json()["counts"]["seed"]
-    assert counts == {"accepted": 2, "pending": 3, "rejected": 0}
+    assert counts == {"accepted": 2, "pending": 3, "rejected": 0, "candidate": 0}
     rows = client.get(f"/v1/datasets/{ds['id']}/examples").json()["data"]
     convo = next(r for r in rows if r["messages"])
     assert convo["instruction"] == "hi" and convo["output"] == "hey"

@@ -163,6 +163,10 @@ def test_reasons_are_the_stable_strings() -> None:
         "contaminated",
         "non_text",
         "wrong_language",
+        "low_score",
+        "breaks_character",
+        "copies_turn",
+        "too_few_turns",
     )
 
 

@@ -24,6 +24,8 @@ from app import queue
 from app.config import Settings
 from app.models import DEFAULT_TENANT_ID, Dataset, Job
 from app.state import Database
+from tests.dialogue_teacher import DialogueTeacher
+from tests.evol_teacher import EvolTeacher
 from tests.scripted_teacher import ScriptedTeacher
 from tests.selfinstruct_teacher import SelfInstructTeacher
 from workers import runner
@@ -150,9 +152,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="scripted-model")
     parser.add_argument(
         "--teacher",
-        choices=("scripted", "selfinstruct"),
+        choices=("scripted", "selfinstruct", "dialogue", "evol"),
         default="scripted",
-        help="selfinstruct: the teacher double for labeling and expansion",
+        help="selfinstruct: the teacher double for labeling and expansion; dialogue: both "
+        "roles of a dialogue job; evol: evolutions, equality checks and answers",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
@@ -175,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         teacher = SelfInstructTeacher(
             args.model, delay=args.delay, seed=hash(args.worker_id) % 1000
         )
+    elif args.teacher == "dialogue":
+        teacher = DialogueTeacher(args.model, delay=args.delay)
+    elif args.teacher == "evol":
+        teacher = EvolTeacher(args.model, delay=args.delay, seed=hash(args.worker_id) % 1000)
     else:
         teacher = ScriptedTeacher(args.model, delay=args.delay)
     asyncio.run(runner.run_worker(settings, teacher, methods=METHODS))

@@ -56,7 +56,17 @@ from workers import breaker as breakers
 from workers.curation import language
 from workers.methods import METHODS
 from workers.methods.base import JobCancelled, TaskInput, TaskOutcome
-from workers.teachers.base import TeacherError, TeacherRequest, TeacherResult, error_cause
+from workers.teachers.base import (
+    ScoreRequest,
+    ScoreResult,
+    TeacherError,
+    TeacherRejected,
+    TeacherRequest,
+    TeacherResult,
+    TokenizerInfo,
+    WhiteBoxTeacher,
+    error_cause,
+)
 
 if TYPE_CHECKING:
     from workers.teachers.base import Teacher
@@ -353,7 +363,8 @@ class Runner:
     async def _work(self, state: _Running) -> TaskOutcome:
         claimed = state.claimed
         # the claim skipped cancelled jobs; the method checks again
-        ctx = _Context(self, claimed, _TaskTeacher(self, state.tally))
+        teacher = _TaskTeacher(self, state.tally)
+        ctx = _Context(self, claimed, teacher)
         method = self.methods[claimed.kind]
         task = TaskInput(
             job_id=str(claimed.job_id),
@@ -367,7 +378,15 @@ class Runner:
             skill=await ctx.skill(),
             payload=claimed.payload,
         )
+        # soft targets are only meaningful with the tokenizer's identity: a teacher that cannot
+        # give token ids fails the job at its first task (TeacherRejected is final), before any
+        # generation; backends cache what they report
+        tokenizer = None
+        if claimed.teacher.get("top_logprobs") is not None:
+            tokenizer = await teacher.tokenizer_info()
         outcome: TaskOutcome = await method.run(task, ctx)
+        if outcome.tokenizer is None:
+            outcome.tokenizer = tokenizer
         return outcome
 
     async def _heartbeat(self, state: _Running) -> None:
@@ -679,6 +698,25 @@ class _TaskTeacher:
         self._runner._teacher_results(self._tally, results)
         return results
 
+    async def tokenizer_info(self) -> TokenizerInfo:
+        """The teacher's tokenizer identity; :class:`TeacherRejected` when it has none to give."""
+        return await self._white_box().tokenizer_info()
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Teacher-forced scoring, tallied like generation (failures, breaker)."""
+        results = await self._white_box().score(requests)
+        self._runner._teacher_results(self._tally, results)  # type: ignore[arg-type]
+        return results
+
+    def _white_box(self) -> WhiteBoxTeacher:
+        teacher = self._runner.teacher
+        if not isinstance(teacher, WhiteBoxTeacher):
+            raise TeacherRejected(
+                f"the {teacher.backend} teacher ({teacher.model}) cannot give token ids and "
+                "logprobs (soft targets): use the vllm, transformers or openai backend"
+            )
+        return teacher
+
     async def aclose(self) -> None:
         """The worker closes its teacher, not a task."""
 
@@ -758,10 +796,41 @@ class _Context:
             demos.extend(_example_dict(row) for row in await self._read(stmt))
         return demos
 
+    async def topic_demos(self, topic: str, n: int) -> list[dict[str, Any]]:
+        stmt = (
+            select(*_EXAMPLE_COLUMNS)
+            .where(
+                Example.dataset_id == self._claimed.dataset_id,
+                Example.topic == topic,
+                Example.status == "accepted",
+                Example.superseded_by.is_(None),
+            )
+            .order_by(func.random())
+            .limit(n)
+        )
+        return [_example_dict(row) for row in await self._read(stmt)]
+
+    async def topic_accepted(self, topic: str) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(Example)
+            .where(
+                Example.job_id == self._claimed.job_id,
+                Example.status == "accepted",
+                Example.topic == topic,
+            )
+        )
+        rows = await self._read(stmt)
+        return int(rows[0][0]) if rows else 0
+
     async def skill(self) -> dict[str, Any] | None:
+        params = self._claimed.params
+        if "skill_spec" in params:  # the skill as the job froze it at creation (app.jobs)
+            return dict(params["skill_spec"])
         skill_id = self._claimed.skill_id
         if skill_id is None:  # expansion jobs carry the dataset's description (app.jobs)
-            return self._claimed.params.get("skill_from_dataset")
+            return params.get("skill_from_dataset")
+        # jobs created before skills were frozen into their params: read it once per worker
         if skill_id not in self._runner._skills:
             rows = await self._read(
                 select(*(getattr(Skill, f) for f in _SKILL_FIELDS)).where(Skill.id == skill_id)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from app import datasets
 from app.api.deps import DbDep, TenantDep
 from app.api.responses import ERRORS
-from app.schemas import Cursor, Page, SkillCreate, SkillRead
+from app.schemas import Cursor, Page, SkillCreate, SkillRead, SkillUpdate
 
 router = APIRouter(prefix="/v1/skills", tags=["skills"], responses=ERRORS)
 
@@ -43,4 +43,18 @@ async def get_skill(skill_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> SkillR
     """One skill spec."""
     async with db.reading() as session:
         skill = await datasets.get_skill(session=session, tenant_id=tenant, skill_id=skill_id)
+    return SkillRead.model_validate(skill)
+
+
+@router.patch("/{skill_id}")
+async def update_skill(
+    skill_id: uuid.UUID, body: SkillUpdate, db: DbDep, tenant: TenantDep
+) -> SkillRead:
+    """Change a skill spec: the fields given replace the stored ones (e.g. a reviewed taxonomy
+    before a curation job generates). Jobs already created keep the skill they started with."""
+    fields = body.model_dump(exclude_unset=True)
+    async with db.transaction() as session:
+        skill = await datasets.update_skill(
+            session=session, tenant_id=tenant, skill_id=skill_id, fields=fields
+        )
     return SkillRead.model_validate(skill)

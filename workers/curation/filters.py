@@ -205,14 +205,17 @@ def language_filter(candidate: Candidate, config: FilterConfig) -> Rejection | N
         return None
     text, what = _stage_text(candidate)
     accepted = language.expand(config.languages)
-    if what == "output":
-        if _ASKS_FOR_LANGUAGE.search(candidate.instruction):
-            return None
+    if what == "output" and _ASKS_FOR_LANGUAGE.search(candidate.instruction):
+        return None
+    found = language.foreign(text, accepted)
+    if found is not None and what == "output":
+        # only now place the instruction and input (most answers are in an accepted language,
+        # and a larger accepted set never makes a text foreign: the same verdict, half the work)
         for source in (candidate.instruction, candidate.input):
             placed = language.detect(source) if source else None
             if placed is not None:
                 accepted = accepted | language.expand([placed[0]])
-    found = language.foreign(text, accepted)
+        found = language.foreign(text, accepted)
     if found is None:
         return None
     label, probability = found

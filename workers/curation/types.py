@@ -26,6 +26,12 @@ NEAR_DUPLICATE: Final = "near_duplicate"
 CONTAMINATED: Final = "contaminated"
 NON_TEXT: Final = "non_text"
 WRONG_LANGUAGE: Final = "wrong_language"
+LOW_SCORE: Final = "low_score"  # the judge scored the answer below the job's `judge.min_score`
+# dialogue: a simulated user turn out of character (answers, speaks as the AI, role labels), one
+# that copies the turn before, and a conversation cut before `min_turns` good assistant turns
+BREAKS_CHARACTER: Final = "breaks_character"
+COPIES_TURN: Final = "copies_turn"
+TOO_FEW_TURNS: Final = "too_few_turns"
 
 REASONS: Final = (
     EMPTY,
@@ -42,6 +48,10 @@ REASONS: Final = (
     CONTAMINATED,
     NON_TEXT,
     WRONG_LANGUAGE,
+    LOW_SCORE,
+    BREAKS_CHARACTER,
+    COPIES_TURN,
+    TOO_FEW_TURNS,
 )
 
 

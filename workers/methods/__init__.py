@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from workers.methods import expansion, labeling
+from workers.methods import curation, dialogue, evol, expansion, feedback, labeling, scoring
 
 METHODS: dict[str, ModuleType] = {
     "labeling": labeling,
     "expansion": expansion,
+    "scoring": scoring,
+    "feedback": feedback,
+    "dialogue": dialogue,
+    "evol": evol,
+    "curation": curation,
 }

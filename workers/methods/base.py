@@ -95,6 +95,15 @@ class MethodContext(Protocol):
         ones of the dataset, drawn at random (same fields as :meth:`fetch_examples`)."""
         ...
 
+    async def topic_demos(self, topic: str, n: int) -> list[dict[str, Any]]:
+        """Up to `n` accepted examples of the dataset generated for the taxonomy leaf `topic`
+        (by any job), drawn at random (same fields as :meth:`fetch_examples`)."""
+        ...
+
+    async def topic_accepted(self, topic: str) -> int:
+        """This job's accepted examples of the taxonomy leaf `topic`, as committed now."""
+        ...
+
     async def benchmark_index(self, ids: Sequence[str]) -> Index | None:
         """The contamination index of these benchmarks (the job's ``params.decontaminate``),
         None for no ids; built once per worker and set of ids."""

@@ -55,11 +55,12 @@ from workers.curation.types import (
 from workers.methods.base import ExampleOut, MethodContext, TaskInput, TaskOutcome
 from workers.methods.common import (
     answer_example,
-    answer_messages,
+    answer_request,
     curate_answer,
     filter_config,
     first_error,
     job_benchmarks,
+    read_rationales,
     reject_contaminated,
     retry_followup,
     sampling_from,
@@ -67,6 +68,7 @@ from workers.methods.common import (
     usage_of,
     usage_totals,
 )
+from workers.methods.judging import judge_answers
 from workers.methods.parsing import parse_tasks, tasks_schema
 from workers.prompts import render, skill_system_prompt
 from workers.teachers.base import TeacherRequest, TeacherResult
@@ -136,6 +138,95 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
 
     examples: list[ExampleOut] = []
     candidates, failed_calls = read_proposals(proposals, examples, propose_sampling.as_dict())
+    done = await curate_and_answer(
+        task,
+        ctx,
+        Curation(system, config, remaining, propose_sampling.as_dict()),
+        candidates,
+        examples,
+    )
+    examples, accepted, followups = done.examples, done.accepted, done.followups
+    dedup_config, snapshot = done.dedup_config, done.snapshot
+    prompt_tokens, completion_tokens, teacher_seconds = usage_totals([*proposals, *done.answers])
+    reached = progress["accepted"] + len(accepted) >= params["target"]
+    next_round = round_no + params.get("parallel_rounds", 1)  # the next round of this lane
+    next_stop = (
+        "target reached"
+        if reached
+        else stop_reason(
+            params,
+            {
+                **progress,
+                "prompt_tokens": progress["prompt_tokens"] + prompt_tokens,
+                "completion_tokens": progress["completion_tokens"] + completion_tokens,
+            },
+            next_round,
+        )
+    )
+    return TaskOutcome(
+        examples=examples,
+        completed=len(accepted),
+        followups=followups + ([] if next_stop else [{"round": next_round}]),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        teacher_seconds=teacher_seconds,
+        stop_reason=next_stop,
+        max_accepted=remaining,
+        recheck=recheck_against([(e.item_index, e.instruction) for e in accepted], dedup_config),
+        # rows a parallel round committed after our snapshot carry a time at most a little earlier
+        recheck_since=snapshot - RECHECK_MARGIN,
+        summary={
+            "round": round_no,
+            "proposed": len(candidates),
+            "answered": done.answered,
+            "accepted": len(accepted),
+            "failed_calls": failed_calls,
+            "languages": list(config.languages or ()),
+            # answers the judge (params.judge) could not score: kept, without a score
+            "judge_failed": sum(1 for e in examples if "judge_failed" in e.meta),
+        },
+        system_prompt=system,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Curation:
+    """What :func:`curate_and_answer` needs of a round besides its candidates."""
+
+    system: str
+    filter_config: filters.FilterConfig
+    room: int  # accepted examples the target (a curation leaf: its quota) still takes
+    sampling: dict[str, Any]  # of the proposal calls, recorded with rejected candidates
+    prompt_id: str = PROPOSE_ID  # the proposal prompt, recorded with rejected candidates
+
+
+@dataclass(slots=True)
+class Curated:
+    """A round's curated and answered candidates (:func:`curate_and_answer`)."""
+
+    examples: list[ExampleOut]  # every candidate's example, rejected ones included
+    accepted: list[ExampleOut]
+    answers: list[TeacherResult]  # the answer (and judge) calls' results
+    answered: int  # candidates sent to be answered
+    followups: list[dict[str, Any]]  # answer retries (payload ``answer``)
+    dedup_config: dedup.DedupConfig
+    snapshot: dt.datetime  # when the dataset pool was read
+
+
+async def curate_and_answer(
+    task: TaskInput,
+    ctx: MethodContext,
+    round_: Curation,
+    candidates: list[tuple[Candidate, dict[str, Any]]],
+    examples: list[ExampleOut],
+) -> Curated:
+    """Steps 3 to 5 of a round (expansion's, and a curation leaf's): the proposed candidates
+    curated against the dataset's pool, those the target has room for answered (retries and
+    twins included), the answers curated; `examples` (the unreadable proposals so far) grows
+    by one example per candidate."""
+    params = task.params
+    round_no = int(task.payload.get("round", 0))
+    system, config, remaining = round_.system, round_.filter_config, round_.room
     dedup_config = dedup.DedupConfig(threshold=params["similarity_threshold"])
     snapshot = dt.datetime.now(dt.UTC)
     pool = await ctx.dataset_pool()
@@ -161,7 +252,9 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
         if rejection is not None:
             slots[c] = len(examples)
             examples.append(
-                rejected(len(examples), candidate, rejection, meta, propose_sampling.as_dict())
+                rejected(
+                    len(examples), candidate, rejection, meta, round_.sampling, round_.prompt_id
+                )
             )
         else:
             to_answer.append((candidate, meta))
@@ -200,44 +293,7 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
         followups.append(answer_followup(carried, round_no, retry, snapshot - RECHECK_MARGIN))
     examples = [e for e in examples if e.item_index not in dropped]
     accepted = [e for e in examples if e.status == "accepted"]
-    prompt_tokens, completion_tokens, teacher_seconds = usage_totals([*proposals, *answers])
-    reached = progress["accepted"] + len(accepted) >= params["target"]
-    next_round = round_no + params.get("parallel_rounds", 1)  # the next round of this lane
-    next_stop = (
-        "target reached"
-        if reached
-        else stop_reason(
-            params,
-            {
-                **progress,
-                "prompt_tokens": progress["prompt_tokens"] + prompt_tokens,
-                "completion_tokens": progress["completion_tokens"] + completion_tokens,
-            },
-            next_round,
-        )
-    )
-    return TaskOutcome(
-        examples=examples,
-        completed=len(accepted),
-        followups=followups + ([] if next_stop else [{"round": next_round}]),
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        teacher_seconds=teacher_seconds,
-        stop_reason=next_stop,
-        max_accepted=remaining,
-        recheck=recheck_against([(e.item_index, e.instruction) for e in accepted], dedup_config),
-        # rows a parallel round committed after our snapshot carry a time at most a little earlier
-        recheck_since=snapshot - RECHECK_MARGIN,
-        summary={
-            "round": round_no,
-            "proposed": len(candidates),
-            "answered": len(to_answer),
-            "accepted": len(accepted),
-            "failed_calls": failed_calls,
-            "languages": list(config.languages or ()),
-        },
-        system_prompt=system,
-    )
+    return Curated(examples, accepted, answers, len(to_answer), followups, dedup_config, snapshot)
 
 
 def answer_followup(
@@ -252,7 +308,10 @@ def answer_followup(
         "retry": retry,
         "since": since.isoformat(),
         "answer": [
-            {"instruction": c.instruction, "input": c.input, "meta": meta} for c, meta in items
+            # the output too where it came with the task (single-stage, a judge call failed)
+            {"instruction": c.instruction, "input": c.input, "meta": meta}
+            | ({} if c.output is None else {"output": c.output})
+            for c, meta in items
         ],
     }
 
@@ -261,11 +320,28 @@ async def answer_again(
     task: TaskInput, ctx: MethodContext, progress: dict[str, Any]
 ) -> TaskOutcome:
     """Answer the kept tasks of an earlier round whose answer call failed (two-stage)."""
+    params = task.params
+    seeds = [] if params.get("languages") else seed_texts(await ctx.sample_demos(100, 0))
+    config = await asyncio.to_thread(filter_config, params, seeds)
+    outcome = await answer_retry(task, ctx, params["target"] - progress["accepted"], config)
+    if progress["accepted"] + outcome.completed >= params["target"]:
+        outcome.stop_reason = "target reached"
+    return outcome
+
+
+async def answer_retry(
+    task: TaskInput, ctx: MethodContext, remaining: int, config: filters.FilterConfig
+) -> TaskOutcome:
+    """The answers to kept tasks whose answer call failed (payload ``answer``, from
+    :func:`answer_followup`), at most `remaining` of them accepted; with no room left they are
+    stored as ``over_target`` rejections, not dropped unanswered."""
     params, payload = task.params, task.payload
     round_no = int(payload.get("round", 0))
-    remaining = params["target"] - progress["accepted"]
     items = [
-        (Candidate(item["instruction"], item["input"], None), dict(item.get("meta") or {}))
+        (
+            Candidate(item["instruction"], item["input"], item.get("output")),
+            dict(item.get("meta") or {}),
+        )
         for item in payload["answer"]
     ]
     if remaining <= 0:  # the other rounds got there first: stored, not dropped unanswered
@@ -278,8 +354,6 @@ async def answer_again(
             summary={"round": round_no, "stopped": "target reached"},
         )
     system = skill_system_prompt(task.skill)
-    seeds = [] if params.get("languages") else seed_texts(await ctx.sample_demos(100, 0))
-    config = await asyncio.to_thread(filter_config, params, seeds)
     answers, made = await answer_tasks(task, ctx, system, items, config, "answer")
     since = dt.datetime.fromisoformat(payload["since"])
     unanswered = [i for i, example in enumerate(made) if example is None]
@@ -296,7 +370,6 @@ async def answer_again(
     accepted = [e for e in examples if e.status == "accepted"]
     dedup_config = dedup.DedupConfig(threshold=params["similarity_threshold"])
     prompt_tokens, completion_tokens, teacher_seconds = usage_totals(answers)
-    reached = progress["accepted"] + len(accepted) >= params["target"]
     return TaskOutcome(
         examples=examples,
         completed=len(accepted),
@@ -304,7 +377,6 @@ async def answer_again(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         teacher_seconds=teacher_seconds,
-        stop_reason="target reached" if reached else None,
         max_accepted=remaining,
         recheck=recheck_against([(e.item_index, e.instruction) for e in accepted], dedup_config),
         recheck_since=since,
@@ -346,9 +418,13 @@ def pick_demos(
 
 
 def read_proposals(
-    results: Sequence[TeacherResult], examples: list[ExampleOut], sampling: dict[str, Any]
+    results: Sequence[TeacherResult],
+    examples: list[ExampleOut],
+    sampling: dict[str, Any],
+    prompt_id: str = PROPOSE_ID,
 ) -> tuple[list[tuple[Candidate, dict[str, Any]]], int]:
-    """The candidates proposed; unreadable proposals become rejected examples (raw text kept)."""
+    """The candidates proposed; unreadable proposals become rejected examples (raw text kept),
+    recorded as of the proposal prompt `prompt_id` (curation's is its own)."""
     candidates: list[tuple[Candidate, dict[str, Any]]] = []
     failed = 0
     for call, result in enumerate(results):
@@ -367,7 +443,7 @@ def read_proposals(
                     reject_reason=reason,
                     reject_detail="no tasks could be read from the teacher's proposal",
                     raw_output=generation.text,
-                    prompt_id=PROPOSE_ID,
+                    prompt_id=prompt_id,
                     prompt_version=PROMPT_VERSION,
                     sampling=sampling,
                     usage=usage_of(result),
@@ -400,26 +476,34 @@ async def answer_tasks(
     again), single-stage checks the output that came with the proposal."""
     params = task.params
     sampling = sampling_from(task.teacher, seed_offset=int(task.payload.get("round", 0)))
-    if not params["two_stage"]:
-        return [], [
+    if not params.get("two_stage", True):  # curation jobs always answer in a second call
+        made: list[ExampleOut | None] = [
             single_stage(0, c, meta, params, sampling.as_dict(), config) for c, meta in items
         ]
+        # no answer calls: empty results stand for them, so indexes of `made` index the results
+        return await judged(task, ctx, [TeacherResult(generations=[]) for _ in made], made, tag)
     if not items:
         return [], []
+    rationale = bool(params.get("rationale"))
     requests = [
-        TeacherRequest(
-            messages=answer_messages(system, c.instruction, c.input),
+        answer_request(
+            system,
+            c.instruction,
+            c.input,
             sampling=sampling,
             top_logprobs=task.teacher.get("top_logprobs"),
             request_id=f"{task.task_id}:{tag}:{i}",
+            rationale=rationale,
         )
         for i, (c, _) in enumerate(items)
     ]
     await ctx.check_cancel()
     answers = await ctx.teacher.generate(requests)
     await ctx.check_cancel()
+    # rationale jobs: replies split into reasoning and answer; unreadable ones asked again
+    answers, reasoning = read_rationales(answers, rationale)
     skip = set(to_retry(answers))
-    return answers, [
+    made = [
         None
         if i in skip
         else answer_example(
@@ -433,8 +517,31 @@ async def answer_tasks(
             sampling=sampling,
             meta=meta,
             filter_config=config,
+            reasoning=reasoning[i],
         )
         for i, ((candidate, meta), result) in enumerate(zip(items, answers, strict=True))
+    ]
+    return await judged(task, ctx, answers, made, tag)
+
+
+async def judged(
+    task: TaskInput,
+    ctx: MethodContext,
+    answers: list[TeacherResult],
+    made: list[ExampleOut | None],
+    tag: str,
+) -> tuple[list[TeacherResult], list[ExampleOut | None]]:
+    """The answers through the job's judge (``params.judge``), benchmark matches taken out
+    first: one whose judge call failed becomes None (asked again, as a failed answer call is);
+    the judge's calls are appended to the results."""
+    if not task.params.get("judge"):
+        return answers, made
+    present = [e for e in made if e is not None]
+    await asyncio.to_thread(reject_contaminated, present, await job_benchmarks(task, ctx))
+    verdicts = await judge_answers(task, ctx, present, tag)
+    lost = {id(present[i]) for i in verdicts.unjudged}
+    return [*answers, *verdicts.results], [
+        None if example is not None and id(example) in lost else example for example in made
     ]
 
 
@@ -602,6 +709,7 @@ def rejected(
     rejection: Rejection,
     meta: dict[str, Any],
     sampling: dict[str, Any],
+    prompt_id: str = PROPOSE_ID,
 ) -> ExampleOut:
     return ExampleOut(
         item_index=index,
@@ -612,7 +720,7 @@ def rejected(
         reject_reason=rejection.reason,
         reject_detail=rejection.detail,
         raw_output=candidate.raw,
-        prompt_id=PROPOSE_ID,
+        prompt_id=prompt_id,
         prompt_version=PROMPT_VERSION,
         sampling=sampling,
         meta=meta,

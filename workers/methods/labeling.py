@@ -17,19 +17,20 @@ from workers.methods.base import MethodContext, TaskInput, TaskOutcome
 from workers.methods.common import (
     TEACHER_REFUSED,
     answer_example,
-    answer_messages,
+    answer_request,
     filter_config,
     first_error,
     job_benchmarks,
     open_turns,
+    read_rationales,
     reject_contaminated,
     retry_followup,
     sampling_from,
     to_retry,
     usage_totals,
 )
+from workers.methods.judging import judge_answers
 from workers.prompts import skill_system_prompt
-from workers.teachers.base import TeacherRequest
 
 PROMPT_ID = "labeling"
 PROMPT_VERSION = "v1"
@@ -44,23 +45,26 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     config = await asyncio.to_thread(
         filter_config, task.params, [row["instruction"] for row in rows]
     )
+    rationale = bool(task.params.get("rationale"))
     requests = [
-        TeacherRequest(
-            messages=answer_messages(system, row["instruction"], row["input"], row.get("messages")),
+        answer_request(
+            system,
+            row["instruction"],
+            row["input"],
+            history=row.get("messages"),
             sampling=sampling,
             top_logprobs=top_logprobs,
             request_id=f"{task.task_id}:{i}",
+            rationale=rationale,
         )
         for i, row in enumerate(rows)
     ]
     await ctx.check_cancel()
     results = await ctx.teacher.generate(requests) if requests else []
     await ctx.check_cancel()
+    # rationale jobs: replies split into reasoning and answer; unreadable ones asked again
+    results, reasoning = read_rationales(results, rationale)
     retry = to_retry(results)  # not stored: asked again by a follow-up task, with backoff
-    followups = []
-    if retry:
-        number = retry_followup(task.payload, len(retry), first_error(results, retry))
-        followups.append({"example_ids": [str(rows[i]["id"]) for i in retry], "retry": number})
     skip = set(retry)
     examples = [
         answer_example(
@@ -75,6 +79,7 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
             meta={"source_example_id": str(row["id"])},
             messages=open_turns(row.get("messages")),
             filter_config=config,
+            reasoning=reasoning[i],
         )
         for i, (row, result) in enumerate(zip(rows, results, strict=True))
         if i not in skip
@@ -84,7 +89,19 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
         example.source_id = str(row["id"])
     # CPU-bound: off the event loop, so heartbeats and other tasks of the worker keep running
     await asyncio.to_thread(reject_contaminated, examples, await job_benchmarks(task, ctx))
-    prompt_tokens, completion_tokens, teacher_seconds = usage_totals(results)
+    # the job's judge (params.judge) last: an answer whose judge call failed is asked again too
+    verdicts = await judge_answers(task, ctx, examples, "answer")
+    again = [str(rows[i]["id"]) for i in retry]
+    again += [str(kept_rows[i]["id"]) for i in verdicts.unjudged]
+    followups = []
+    if again:
+        error = first_error(results, retry) or verdicts.error
+        followups.append(
+            {"example_ids": again, "retry": retry_followup(task.payload, len(again), error)}
+        )
+    unjudged = set(verdicts.unjudged)
+    examples = [e for i, e in enumerate(examples) if i not in unjudged]
+    prompt_tokens, completion_tokens, teacher_seconds = usage_totals([*results, *verdicts.results])
     failed = sum(1 for e in examples if e.reject_reason == TEACHER_REFUSED)
     return TaskOutcome(
         examples=examples,
@@ -97,8 +114,9 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
         summary={
             "prompts": len(rows),
             "missing": len(task.payload["example_ids"]) - len(rows),
-            "retried": len(retry),
+            "retried": len(again),
             "languages": list(config.languages or ()),
+            **verdicts.summary(),
         },
         system_prompt=system,
     )

@@ -51,7 +51,7 @@ _LABEL = re.compile(r"^\s*(instruction|input|output)\s*:\s*(.*)$", re.IGNORECASE
 
 def parse_tasks(text: str) -> list[dict[str, str]] | None:
     """The tasks of a proposal, or None when nothing usable can be read from `text`."""
-    data = _load_json(text)
+    data = load_json(text)
     if data is not None:
         items = data.get("tasks") if isinstance(data, dict) else data
         if isinstance(items, list):
@@ -62,7 +62,9 @@ def parse_tasks(text: str) -> list[dict[str, str]] | None:
     return _parse_labelled(text) or _parse_numbered(text)
 
 
-def _load_json(text: str) -> Any:
+def load_json(text: str) -> Any:
+    """The JSON value in `text`: the whole text, a fenced block, or the outermost braces; None
+    when none of them parses."""
     candidates = [text.strip(), *(m.strip() for m in _FENCE.findall(text))]
     start, end = text.find("{"), text.rfind("}")
     if 0 <= start < end:
