@@ -13,11 +13,11 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import contamination, paging
@@ -138,7 +138,7 @@ async def add_benchmark(
         for i, item in enumerate(upload.items)
     ]
     for start in range(0, len(rows), INSERT_CHUNK):
-        await session.execute(BenchmarkItem.__table__.insert(), rows[start : start + INSERT_CHUNK])
+        await session.execute(insert(BenchmarkItem), rows[start : start + INSERT_CHUNK])
     return benchmark
 
 
@@ -217,11 +217,12 @@ async def resolve(
 def items_query(benchmark_ids: Iterable[uuid.UUID | str]) -> Select[Any]:
     """SELECT (benchmark id, name, idx, text) of the items of these benchmarks."""
     ids = [uuid.UUID(str(b)) for b in benchmark_ids]
-    return (
+    return cast(
+        Select[Any],
         select(Benchmark.id, Benchmark.name, BenchmarkItem.idx, BenchmarkItem.text)
         .join(BenchmarkItem, BenchmarkItem.benchmark_id == Benchmark.id)
         .where(Benchmark.id.in_(ids))
-        .order_by(Benchmark.id, BenchmarkItem.idx)
+        .order_by(Benchmark.id, BenchmarkItem.idx),
     )
 
 

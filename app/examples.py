@@ -206,7 +206,8 @@ def insert_ignoring_conflicts(dialect: str) -> Insert:
     """INSERT INTO examples ... ON CONFLICT DO NOTHING, for the dialect: a row that hits a unique
     key, (dataset, content hash) or (task, item index), is skipped (and not RETURNed)."""
     module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(Example).on_conflict_do_nothing()
+    stmt: Insert = module.insert(Example).on_conflict_do_nothing()
+    return stmt
 
 
 async def add_seeds(
@@ -219,12 +220,13 @@ async def add_seeds(
         if row["content_hash"] not in seen:
             seen.add(row["content_hash"])
             rows.append(row)
-    stmt = insert_ignoring_conflicts(session.bind.dialect.name).returning(Example.id)
+    dialect = session.get_bind().dialect.name
+    stmt = insert_ignoring_conflicts(dialect).returning(Example.id)
     inserted = 0
     for start in range(0, len(rows), INSERT_CHUNK):
         result = await session.execute(stmt, rows[start : start + INSERT_CHUNK])
         inserted += len(result.all())
-    if inserted >= ANALYZE_AFTER and session.bind.dialect.name == "postgresql":
+    if inserted >= ANALYZE_AFTER and dialect == "postgresql":
         # fresh statistics now, not when autovacuum gets to it: without them the planner scans
         # the whole dataset for the workers' first lookups by id and content hash
         await session.execute(text("ANALYZE examples"))

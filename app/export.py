@@ -34,6 +34,7 @@ prompt ("" when there is none).
 from __future__ import annotations
 
 import re
+import typing
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -436,7 +437,8 @@ def _preference_query(
     """One row per stored pair whose prompt and sides are not rejected, in pair order."""
     pair = PreferencePair
     prompt, chosen, rejected = (aliased(Example, name=n) for n in ("p", "c", "r"))
-    stmt: Select[Any] = (
+    stmt: Select[Any] = typing.cast(  # many columns: rows typed as Any
+        Select[Any],
         select(
             pair.id.label("pair_id"),
             pair.job_id.label("job"),
@@ -468,7 +470,7 @@ def _preference_query(
             rejected.status != "rejected",
             *score_range(chosen.scores, min_score, None),
             *score_range(rejected.scores, None, max_score),
-        )
+        ),
     )
     if min_score is not None or max_score is not None:  # both sides judged
         stmt = stmt.where(chosen.scores.is_not(None), rejected.scores.is_not(None))
@@ -631,7 +633,7 @@ async def _system_prompts(db: Database, dataset_id: uuid.UUID) -> dict[uuid.UUID
                 Job.dataset_id == dataset_id, Job.system_prompt.is_not(None)
             )
         )
-        return {job_id: prompt for job_id, prompt in rows.tuples()}
+        return {job_id: prompt or "" for job_id, prompt in rows.tuples()}
 
 
 async def _sa_batches(db: Database, stmt: Select[Any], batch_rows: int) -> AsyncIterator[list[Row]]:

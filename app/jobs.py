@@ -100,6 +100,7 @@ async def create_job(
         priority=request.priority,
         status="queued",
     )
+    payloads: list[dict[str, Any]]
     if isinstance(params, kinds.LabelingParams):
         ids = await _examples_to_label(session, dataset.id, params)
         chunk = params.chunk_size or settings.labeling_chunk_size

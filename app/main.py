@@ -107,7 +107,7 @@ def _hoist_local_defs(api: FastAPI) -> None:
                     raise AssertionError(f"two different OpenAPI schemas named {name}")
             _rewrite_refs(doc)
             api.openapi_schema = doc
-        return api.openapi_schema  # type: ignore[return-value]
+        return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
 

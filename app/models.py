@@ -27,15 +27,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONType, UTCDateTime, utcnow
 from app.ids import uuid7
+from app.outcomes import ExampleStatus
 
 DEFAULT_TENANT = "default"
 # the embedded default's tenant, created by the first migration
 DEFAULT_TENANT_ID = uuid.UUID("00000000-0000-7000-8000-000000000001")
 
 Origin = Literal["seed", "generated"]
-# "candidate": a response generated or gathered to be judged (feedback jobs); it is not training
-# data by itself (default exports leave it out), it is what preference pairs are made of
-ExampleStatus = Literal["accepted", "rejected", "pending", "candidate"]
+# ExampleStatus (app.outcomes): "candidate" is a response gathered to be judged (feedback jobs)
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # tasks' too
 
 ORIGINS: tuple[str, ...] = get_args(Origin)

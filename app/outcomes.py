@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from app.models import ExampleStatus
 from app.soft_targets import SoftTargets
+
+# "candidate": a response generated or gathered to be judged (feedback jobs); it is not training
+# data by itself (default exports leave it out), it is what preference pairs are made of
+ExampleStatus = Literal["accepted", "rejected", "pending", "candidate"]
 
 __all__ = ["ExampleOut", "ExampleStatus", "PairOut", "TaskOutcome"]
 

@@ -34,9 +34,20 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,7 +144,7 @@ def backoff_seconds(
     """Delay before retry number `attempt` (1-based): ``base * 2**(attempt-1)`` capped at `cap`,
     times a random factor in [0.5, 1] so retries of many tasks do not arrive together."""
     delay = min(cap, base * 2 ** max(0, attempt - 1))
-    return delay * (rng or random).uniform(0.5, 1.0)
+    return float(delay * (rng or random).uniform(0.5, 1.0))
 
 
 # --- enqueue ----------------------------------------------------------------------------------
@@ -1167,8 +1178,8 @@ async def _recheck(
     clashes = outcome.recheck([r.instruction for r in rows])
     for ex in outcome.examples:
         if ex.item_index in clashes and ex.status == "accepted":
-            ex.status = "rejected"  # type: ignore[misc]
-            ex.reject_reason, ex.reject_detail = clashes[ex.item_index]  # type: ignore[misc]
+            ex.status = "rejected"
+            ex.reject_reason, ex.reject_detail = clashes[ex.item_index]
 
 
 def storable(value: Any) -> Any:
@@ -1184,6 +1195,11 @@ def storable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable(v) for v in value]
     return value
+
+
+def _indexed(rows: Sequence[tuple[int | None, str]]) -> dict[int, str]:
+    """(item_index, status) rows a task's insert returned (its rows all have an index)."""
+    return {index: status for index, status in rows if index is not None}
 
 
 async def _write_examples(
@@ -1288,14 +1304,14 @@ async def _write_examples(
     )
     written: dict[int, str] = {}
     if rows:
-        written.update((await session.execute(stmt, rows)).tuples().all())
+        written.update(_indexed((await session.execute(stmt, rows)).tuples().all()))
         # a writer that skips the dataset lock (a seed upload) may have taken a hash meanwhile
         late = [r for r in rows if r["item_index"] not in written and r["dedup_key"] is not None]
         if late:
             for row in late:  # same id: the skipped insert did not use it (rows may name it)
                 _duplicate(row)
             counts["duplicates"] += len(late)
-            written.update((await session.execute(stmt, late)).tuples().all())
+            written.update(_indexed((await session.execute(stmt, late)).tuples().all()))
     if relabel:
         stored = [r for r in answers if written.get(r["item_index"]) == "accepted"]
         await _supersede(session, dataset_id, stored)
@@ -1347,7 +1363,7 @@ async def _write_scores(
     session: AsyncSession, dataset_id: uuid.UUID, updates: Mapping[str, dict[str, Any]]
 ) -> None:
     """Store judgments of examples already in the dataset (the latest judgment wins)."""
-    table = Example.__table__
+    table = cast(Table, Example.__table__)
     stmt = (
         update(table)
         .where(table.c.id == bindparam("b_id"), table.c.dataset_id == dataset_id)
@@ -1482,7 +1498,7 @@ async def _keep_first_answers(session: AsyncSession, answers: list[dict[str, Any
     that a concurrent job stored since this job was planned, or an earlier row of this batch.
     Runs under the dataset lock (Postgres) or the single writer (SQLite). Returns how many."""
     sources = list({r["source_id"] for r in answers})
-    answered: set[uuid.UUID] = set()
+    answered: set[uuid.UUID | None] = set()
     for start in range(0, len(sources), _IN_CHUNK):
         chunk = sources[start : start + _IN_CHUNK]
         answered.update(
@@ -1519,7 +1535,7 @@ async def _supersede(
 ) -> None:
     """Relabel: each new answer replaces its prompt's current answer (an earlier labeled answer
     or the prompt's own output), which keeps its row and status and points at its successor."""
-    table = Example.__table__
+    table = cast(Table, Example.__table__)
     stmt = (
         update(table)
         .where(

@@ -11,6 +11,7 @@ import itertools
 import re
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -121,7 +122,10 @@ async def curation_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
         .group_by(Example.topic, Example.status, Example.reject_reason)
     )
     for topic, status, reason, n in counts.tuples():
-        leaf = leaves.get(topic)
+        found = leaves.get(topic) if topic is not None else None
+        if found is None:
+            continue
+        leaf = found
         if leaf is None:
             continue
         if status == "accepted":
@@ -273,7 +277,7 @@ def _wall_seconds(job: Job) -> float | None:
     return max((end - job.started_at).total_seconds(), 0.0)
 
 
-def diversity(instructions: list[str], top: int = 10) -> dict[str, Any]:
+def diversity(instructions: Sequence[str], top: int = 10) -> dict[str, Any]:
     """Distinct n-gram ratios and the most common leading words (verbs) of the instructions."""
     unigrams: set[str] = set()
     bigrams: set[tuple[str, str]] = set()

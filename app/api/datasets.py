@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query, Request
 from app import datasets, examples
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
-from app.models import ExampleStatus, Origin
+from app.models import Origin
+from app.outcomes import ExampleStatus
 from app.schemas import (
     Cursor,
     DatasetCreate,

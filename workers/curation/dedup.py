@@ -122,7 +122,8 @@ def rouge_l(a: str, b: str) -> float:
 def _splitmix64(h: np.ndarray) -> np.ndarray:
     h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
+    mixed: np.ndarray = h ^ (h >> np.uint64(31))
+    return mixed
 
 
 def _word_keys(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +219,8 @@ def _as_docs(ids: np.ndarray, offsets: np.ndarray) -> list[str | list[int]]:
 def _as_doc(ids: np.ndarray) -> str | list[int]:
     if ids.size == 0 or int(ids.max()) <= _MAX_CODE_POINT:
         return ids.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
-    return ids.tolist()
+    listed: list[int] = ids.tolist()
+    return listed
 
 
 def _doc_key(doc: str | list[int]) -> str | tuple[int, ...]:
@@ -406,12 +408,14 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """Concatenation of arange(s, s + n) for each (s, n)."""
-    return np.repeat(starts, lens) + _offsets_within(lens)
+    at: np.ndarray = np.repeat(starts, lens) + _offsets_within(lens)
+    return at
 
 
 def _offsets_within(count: np.ndarray) -> np.ndarray:
     """Concatenation of arange(c) for each c in `count`."""
-    return np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    offsets: np.ndarray = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return offsets
 
 
 # ---------------------------------------------------------------------------- the index

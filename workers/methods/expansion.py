@@ -627,7 +627,7 @@ async def answer_twins(
 
 
 def curate_round(
-    pool: list[tuple[str, bytes | None]],
+    pool: Sequence[str | tuple[str, Any]],
     candidates: Sequence[tuple[Candidate, dict[str, Any]]],
     names: Sequence[str] | None,
     config: dedup.DedupConfig,

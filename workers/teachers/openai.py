@@ -356,9 +356,9 @@ def retry_delay(
     gave one (plus up to 10 % jitter), else exponential backoff with equal jitter."""
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
-        return min(retry_after, max_retry_after_s) * (1.0 + 0.1 * rand())
+        return float(min(retry_after, max_retry_after_s) * (1.0 + 0.1 * rand()))
     backoff = min(max_s, base_s * 2**attempt)
-    return backoff / 2 + rand() * backoff / 2
+    return float(backoff / 2 + rand() * backoff / 2)
 
 
 # --- the backend -------------------------------------------------------------------------------
