@@ -38,6 +38,7 @@ class Workers:
         self.logs = logs
         self.args = args
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.names: dict[int, str] = {}  # pid -> worker id
         self.started = 0
 
     def start(self) -> subprocess.Popen[bytes]:
@@ -50,6 +51,7 @@ class Workers:
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         self.procs.append(proc)
+        self.names[proc.pid] = name
         return proc
 
     def alive(self) -> list[subprocess.Popen[bytes]]:
@@ -91,6 +93,15 @@ async def job_state(db: Database, job_id: uuid.UUID) -> tuple[str, int]:
             await session.execute(select(Job.status, Job.completed).where(Job.id == job_id))
         ).one()
     return row.status, row.completed
+
+
+async def task_holders(db: Database, job_id: uuid.UUID) -> set[str]:
+    """The workers holding a task of the job now."""
+    async with db.reading() as session:
+        owners = await session.scalars(
+            select(Task.lease_owner).where(Task.job_id == job_id, Task.status == "running")
+        )
+        return {o for o in owners.all() if o}
 
 
 async def check_exactly_once(db: Database, job_id: uuid.UUID, items: int) -> None:
@@ -137,9 +148,14 @@ async def test_kill9_workers_again_and_again(
                 break
             await asyncio.sleep(rng.uniform(0.3, 1.0))
             if kills < 15 and completed < ITEMS * 0.9:
-                workers.kill9(rng.choice(workers.alive()))
-                kills += 1
-                workers.start()
+                # a worker holding a task, mostly; sometimes any (one still starting). A loaded
+                # machine starts a worker in seconds: random picks alone hit only those
+                holders = await task_holders(db, job_id)
+                busy = [p for p in workers.alive() if workers.names[p.pid] in holders]
+                if busy or rng.random() < 0.2:
+                    workers.kill9(rng.choice(busy or workers.alive()))
+                    kills += 1
+                    workers.start()
         else:
             raise AssertionError(f"job did not finish (seed {seed})\n{workers.tail()}")
         await check_exactly_once(db, job_id, ITEMS)
