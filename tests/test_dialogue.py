@@ -450,8 +450,10 @@ async def test_cancel_stops_a_dialogue_job_within_seconds(
     upload_seeds(
         client, ds, [{"instruction": f"Question number {i} about rivers?"} for i in range(40)]
     )
-    teacher = DialogueTeacher(delay=0.1)
-    job = start_job(client, ds, turns=6, chunk_size=4)  # 10 tasks of ~1.1 s, 2 at a time
+    # 10 tasks of ~2.3 s, 2 at a time: the cancel lands while tasks are mid-conversation (with
+    # ~1.1 s tasks a loaded machine could finish both in flight before it was seen)
+    teacher = DialogueTeacher(delay=0.2)
+    job = start_job(client, ds, turns=6, chunk_size=4)
     job_id = uuid.UUID(job)
     async with running(database, quick, teacher) as runner:
 
