@@ -15,8 +15,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 DEFAULT_SQLITE_PATH = Path("distillery.db")
 
@@ -33,6 +31,9 @@ def normalize_database_url(url: str) -> str:
     Raises ValueError for what is not a Postgres or SQLite URL (the URL is not echoed: it may
     hold a password).
     """
+    from sqlalchemy.engine import make_url  # here: the client's commands start without SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
     hint = "use postgresql://user@host:5432/dbname or sqlite:///path/to/file.db"
     try:
         name = make_url(url).drivername
@@ -147,6 +148,14 @@ class Settings(BaseSettings):
         2.0, gt=0, description="idle workers look for tasks this often (LISTEN/NOTIFY wakes sooner)"
     )
     worker_concurrency: int = Field(8, ge=1, le=1024, description="tasks one worker runs at once")
+    worker_processes: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="`distillery worker` processes on this machine, each with its share of the "
+        "teacher's max_concurrency; 0: the usable cores for the openai backend, 1 for vllm and "
+        "transformers (--processes)",
+    )
     retry_base_seconds: float = Field(
         2.0, ge=0, description="backoff before the first retry of a failed task (doubles each try)"
     )
@@ -177,6 +186,29 @@ class Settings(BaseSettings):
     )
     embedded_worker: bool = Field(
         True, description="`serve` runs a worker in-process next to the API (off: --no-worker)"
+    )
+    api_processes: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="processes `serve` answers the API with (--api-processes); unset: the usable "
+        "cores on Postgres without the embedded worker, else 1",
+    )
+    # live events and metrics (docs/operations.md)
+    events_poll_seconds: float = Field(
+        0.5, gt=0, le=60, description="how often a job's event stream looks for changes"
+    )
+    metrics_public: bool = Field(
+        True, description="GET /metrics needs no API key (false: a key of any tenant)"
+    )
+    metrics_cache_seconds: float = Field(
+        5.0, ge=0, description="the database gauges of /metrics are recomputed at most this often"
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="`distillery worker` serves /metrics here (unset: off)"
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="address the worker's /metrics binds (--metrics-host)"
     )
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
 

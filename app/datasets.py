@@ -6,25 +6,63 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import paging
-from app.errors import Conflict, NotFound
-from app.models import EXAMPLE_STATUSES, ORIGINS, Dataset, Example, Skill
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.models import (
+    EXAMPLE_STATUSES,
+    ORIGINS,
+    Dataset,
+    Example,
+    Job,
+    PreferencePair,
+    Skill,
+    SoftTarget,
+    Task,
+    TaskEvent,
+)
+
+ACTIVE_STATUSES = ("queued", "running")
 
 
 async def add_dataset(
-    *, session: AsyncSession, tenant_id: uuid.UUID, name: str, description: str
+    *,
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    name: str,
+    description: str,
+    license: str | None = None,
 ) -> Dataset:
-    dataset = Dataset(tenant_id=tenant_id, name=name, description=description)
+    dataset = Dataset(tenant_id=tenant_id, name=name, description=description, license=license)
     try:
         async with session.begin_nested():
             session.add(dataset)
             await session.flush()
     except IntegrityError:
         raise Conflict(f"a dataset named {name!r} already exists") from None
+    return dataset
+
+
+async def update_dataset(
+    *,
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    dataset_id: uuid.UUID,
+    changes: dict[str, str | None],
+) -> Dataset:
+    """Set `changes` (description, license) on the tenant's dataset; a null description is
+    refused (it is text, empty at most)."""
+    dataset = await get_dataset(session=session, tenant_id=tenant_id, dataset_id=dataset_id)
+    if "description" in changes:
+        if changes["description"] is None:
+            raise ValidationFailed('description: must be text (use "" to clear it)')
+        dataset.description = changes["description"]
+    if "license" in changes:
+        dataset.license = changes["license"]
+    await session.flush()
     return dataset
 
 
@@ -42,6 +80,38 @@ async def list_datasets(
 ) -> tuple[list[Dataset], str | None]:
     stmt = select(Dataset).where(Dataset.tenant_id == tenant_id)
     return await paging.page(session, stmt, Dataset, limit, cursor)
+
+
+async def _active_job(session: AsyncSession, *condition: Any) -> Job | None:
+    return await session.scalar(
+        select(Job).where(*condition, Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id).limit(1)
+    )
+
+
+async def delete_dataset(
+    *, session: AsyncSession, tenant_id: uuid.UUID, dataset_id: uuid.UUID
+) -> None:
+    """Delete a dataset with its examples, soft targets, preference pairs, jobs and their tasks,
+    in the caller's transaction; refused (409) while one of its jobs is queued or running."""
+    await get_dataset(session=session, tenant_id=tenant_id, dataset_id=dataset_id)
+    active = await _active_job(session, Job.dataset_id == dataset_id)
+    if active is not None:
+        raise Conflict(
+            f"job {active.id} of this dataset is {active.status}: cancel job {active.id} first "
+            f"(POST /v1/jobs/{active.id}/cancel), then delete the dataset once it has stopped"
+        )
+    jobs = select(Job.id).where(Job.dataset_id == dataset_id).scalar_subquery()
+    # children first: correct whether or not the database cascades (SQLite needs the pragma)
+    for stmt in (
+        delete(PreferencePair).where(PreferencePair.dataset_id == dataset_id),
+        delete(SoftTarget).where(SoftTarget.dataset_id == dataset_id),
+        delete(Example).where(Example.dataset_id == dataset_id),
+        delete(TaskEvent).where(TaskEvent.job_id.in_(jobs)),
+        delete(Task).where(Task.job_id.in_(jobs)),
+        delete(Job).where(Job.dataset_id == dataset_id),
+        delete(Dataset).where(Dataset.id == dataset_id),
+    ):
+        await session.execute(stmt)
 
 
 async def count_examples(
@@ -94,6 +164,21 @@ async def update_skill(
         setattr(skill, name, value)
     await session.flush()
     return skill
+
+
+async def delete_skill(*, session: AsyncSession, tenant_id: uuid.UUID, skill_id: uuid.UUID) -> None:
+    """Delete a skill spec; refused (409) while a queued or running job uses it. Finished jobs
+    keep the spec they froze (`params.skill_spec`); their `skill_id` becomes null."""
+    await get_skill(session=session, tenant_id=tenant_id, skill_id=skill_id)
+    active = await _active_job(session, Job.skill_id == skill_id)
+    if active is not None:
+        raise Conflict(
+            f"job {active.id} uses this skill and is {active.status}: cancel job {active.id} "
+            "first, or wait for it to finish"
+        )
+    # the foreign key sets it null too; said here so it holds whatever the database enforces
+    await session.execute(update(Job).where(Job.skill_id == skill_id).values(skill_id=None))
+    await session.execute(delete(Skill).where(Skill.id == skill_id))
 
 
 async def list_skills(

@@ -67,6 +67,7 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,  # includes ConnectionDoesNotExistError
     asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown, CannotConnectNow
     asyncpg.exceptions.InvalidCatalogNameError,  # the database does not exist (dropped)
+    asyncpg.exceptions.TooManyConnectionsError,  # max_connections reached: busy, retry shortly
 )
 
 
@@ -124,6 +125,7 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; on SQLite with WAL, a busy timeout and BEGIN IMMEDIATE transactions."""
     if is_sqlite(url):
+        kwargs.pop("pool_pre_ping", None)  # a file does not drop connections
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine

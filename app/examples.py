@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Insert, and_, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import paging
+from app import paging, validation
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from app.hashing import content_hash
 from app.ids import uuid7
@@ -129,7 +129,11 @@ def raise_line_errors(errors: list[dict[str, Any]]) -> None:
 def validation_errors(exc: ValidationError, prefix: list[Any]) -> list[dict[str, Any]]:
     """pydantic's errors as API details, each `loc` under `prefix`."""
     return [
-        {"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        {
+            "loc": [*prefix, *validation.client_path(e["loc"], None)],
+            "msg": validation.plain_message(dict(e)),
+            "type": e["type"],
+        }
         for e in exc.errors(include_url=False, include_input=False)
     ]
 
@@ -174,7 +178,7 @@ def seed_row(dataset_id: uuid.UUID, ex: ExampleIn) -> dict[str, Any]:
         "input": ex.input or "",
         "output": output,
         "messages": messages,
-        "meta": ex.metadata or {},
+        "metadata": ex.metadata or {},  # the column's key (Example.meta in the ORM)
         "content_hash": digest,
         "dedup_key": digest,
     }
@@ -204,9 +208,12 @@ def is_current_child(example: Any = Example) -> ColumnElement[bool]:
 
 def insert_ignoring_conflicts(dialect: str) -> Insert:
     """INSERT INTO examples ... ON CONFLICT DO NOTHING, for the dialect: a row that hits a unique
-    key, (dataset, content hash) or (task, item index), is skipped (and not RETURNed)."""
+    key, (dataset, content hash) or (task, item index), is skipped (and not RETURNed).
+
+    A Core insert of the table: rows are dicts keyed by column (``metadata``, not the ORM's
+    ``meta``), executed as one executemany without the ORM's bulk-insert bookkeeping per row."""
     module = postgresql if dialect == "postgresql" else sqlite
-    stmt: Insert = module.insert(Example).on_conflict_do_nothing()
+    stmt: Insert = module.insert(Example.__table__).on_conflict_do_nothing()
     return stmt
 
 
@@ -242,8 +249,11 @@ async def list_examples(
     job_id: uuid.UUID | None,
     limit: int,
     cursor: str | None,
+    reject_reason: str | None = None,
 ) -> tuple[list[Example], str | None]:
     stmt = select(Example).where(Example.dataset_id == dataset_id)
+    if reject_reason:
+        stmt = stmt.where(Example.reject_reason == reject_reason)
     if origin:
         stmt = stmt.where(Example.origin == origin)
     if status:

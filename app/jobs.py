@@ -9,7 +9,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app import benchmarks, datasets, export, kinds, paging, queue, taxonomy
+from app import benchmarks, datasets, export, job_counters, kinds, paging, queue, taxonomy
 from app.config import Settings
 from app.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from app.examples import answers_itself, is_current_child
@@ -613,6 +613,7 @@ async def get_job(*, session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.U
     job = await session.get(Job, job_id, populate_existing=True)
     if job is None or job.tenant_id != tenant_id:
         raise NotFound(f"job {job_id} not found")
+    await job_counters.load(session, [job])
     return job
 
 
@@ -630,7 +631,9 @@ async def list_jobs(
         stmt = stmt.where(Job.dataset_id == dataset_id)
     if status is not None:
         stmt = stmt.where(Job.status == status)
-    return await paging.page(session, stmt, Job, limit, cursor)
+    rows, next_cursor = await paging.page(session, stmt, Job, limit, cursor)
+    await job_counters.load(session, rows)
+    return rows, next_cursor
 
 
 async def cancel_job(*, session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:

@@ -17,12 +17,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 import app
+from app import docs, validation
 from app.api import api_router
 from app.config import Settings
+from app.content_types import ContentTypeCheck
 from app.db import DATABASE_ERRORS, is_db_unavailable
 from app.errors import AppError, ServiceUnavailable
 from app.limits import BodySizeLimit
 from app.state import AppState, Database
+from app.ui import routes as ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        state = AppState.build(settings, db or Database.from_url(settings.database_url))
+        state = AppState.build(settings, db or Database.for_api(settings.database_url))
         api.state.distillery = state
         tasks = [asyncio.create_task(job(state.db)) for job in background]
         for task in tasks:
@@ -60,16 +63,30 @@ def create_app(
         version=app.__version__,
         description="Synthetic instruction data from a teacher LLM, curated, as JSONL.",
         lifespan=lifespan,
+        docs_url=None,  # app.docs serves them without a CDN
+        redoc_url=None,
     )
     if db is not None:  # usable before startup (in-process test clients)
         api.state.distillery = AppState.build(settings, db)
     api.include_router(api_router)
+    docs.add_docs(api)
+    api.include_router(ui_routes.router)  # the web page at /ui
     _hoist_local_defs(api)
     _add_error_handlers(api)
     api.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_seconds
     )
+    api.add_middleware(ContentTypeCheck)  # outermost: a body of the wrong type is never read
     return api
+
+
+def app_from_env() -> FastAPI:
+    """The API from the environment's settings, without background tasks: what each process of
+    `distillery serve --api-processes N` runs (N > 1: uvicorn imports it by name in each)."""
+    from app.config import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(get_settings())
 
 
 def _report_background_end(task: asyncio.Task[None]) -> None:
@@ -159,15 +176,22 @@ def _add_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # `loc` stays pydantic's (for machines); `field` and `msg` are in the client's words
         details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "loc": list(e.get("loc", ())),
+                "field": validation.field_name(validation.error_loc(e), exc.body),
+                "msg": validation.plain_message(e),
+                "type": e.get("type", ""),
+            }
             for e in exc.errors()
         ]
         if any(d["type"] == "json_invalid" for d in details):
             return _envelope(400, "bad_request", "body is not valid JSON", details)
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"])
-        return _envelope(422, "validation_error", f"{where}: {first['msg']}", details)
+        if not details:
+            return _envelope(422, "validation_error", "invalid request")
+        first = details[0]
+        return _envelope(422, "validation_error", f"{first['field']}: {first['msg']}", details)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

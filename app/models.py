@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -84,6 +85,7 @@ class Dataset(Base):
     )
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    license: Mapped[str | None] = mapped_column(String(64))  # a Hugging Face license id
     created_at: Mapped[dt.datetime] = _created()
 
 
@@ -162,6 +164,26 @@ class Job(Base):
     )
 
 
+class JobCounter(Base):
+    """One shard of a job's counters (app.job_counters): a completion adds to the shard of its
+    task id, so completions of one job do not wait on each other; a count is the ``jobs``
+    column plus the sum of the shards."""
+
+    __tablename__ = "job_counters"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    completed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    accepted: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    teacher_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+
+
 class Task(Base):
     """A unit of a job that one worker claims and finishes in one transaction."""
 
@@ -169,6 +191,13 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "seq"),
         Index(None, "status", "run_after"),
+        # a job's open tasks: what settling it asks on every completion
+        Index(
+            "ix_tasks_job_active",
+            "job_id",
+            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _id()
@@ -288,7 +317,11 @@ class Worker(Base):
     backend: Mapped[str | None] = mapped_column(String(40))
     kinds: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
     concurrency: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    in_flight: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    in_flight: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # tasks running
+    # requests sent to the teacher and not yet answered, at the last heartbeat
+    teacher_in_flight: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default=text("0")
+    )
     # "ok" or "down" (the worker's circuit breaker is open: the teacher does not answer)
     teacher_state: Mapped[str] = mapped_column(String(20), nullable=False, default="ok")
     teacher_down_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

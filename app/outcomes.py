@@ -100,6 +100,9 @@ class TaskOutcome:
     # "duplicate" (same words) or "near_duplicate" (the detail names the match and its ROUGE-L)
     recheck: Callable[[list[str]], dict[int, tuple[str, str]]] | None = None
     recheck_since: dt.datetime | None = None
+    # ids (as strings) of examples stored since `recheck_since` that the task's curation saw
+    # already: the recheck skips them (what it reads under the lock stays what it must check)
+    recheck_skip: frozenset[str] = frozenset()
     # the teacher's tokenizer identity (name, vocab_size, sha256, chat_template ...), stored on
     # the job by the first task that reports it (soft targets are only meaningful with it)
     tokenizer: dict[str, Any] | None = None

@@ -14,10 +14,13 @@ A lease is a worker's name plus the task's attempt number: every call after the 
 worker that lost its lease writes nothing. The job follows its tasks: ``running`` at the first
 claim, ``failed`` as soon as one task fails for good (its queued tasks are cancelled),
 ``cancelled`` on request, ``succeeded`` when nothing is queued or running and nothing failed.
-Counters move in the same transaction as the task that earned them.
+Counters move in the same transaction as the task that earned them, in shard rows
+(app.job_counters): a completion locks the job row only when it changes it or may be the job's
+last (:func:`_others_active`), so completions of one job do not queue on it.
 
-Row locks are taken in one order, task -> dataset -> job (-> skill, for a proposed taxonomy);
-later task locks use SKIP LOCKED, so two transactions never wait on each other in a cycle. On
+Locks are taken in one order, task -> dataset (a near-duplicate recheck) or prompts (answers) ->
+job (-> skill, for a proposed taxonomy) -> counter shard; later task locks use SKIP LOCKED, so
+two transactions never wait on each other in a cycle. On
 SQLite every write transaction is ``BEGIN IMMEDIATE`` (app.db), which serialises them; FOR
 UPDATE clauses are dropped there.
 
@@ -33,7 +36,7 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -51,6 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import job_counters
 from app.db import utcnow
 from app.errors import JobNotCancellable
 from app.examples import answers_itself, insert_ignoring_conflicts, is_current_child
@@ -109,6 +113,9 @@ class ClaimedTask:
     reclaimed_from: str | None  # the worker whose lease lapsed, when this is a takeover
 
 
+_REASON_KEY = "reason:"  # counts of _write_examples: rejected rows by reason
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     """What :func:`complete_task` stored."""
@@ -120,6 +127,8 @@ class Completion:
     followups: int
     job_status: str
     already_done: bool = False
+    # the rejected examples stored now by reason (as the job's report counts them)
+    rejected_by_reason: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,10 +479,18 @@ async def complete_task(
     _check_lease(task, task_id, worker, attempt)
     assert task is not None
     if outcome.examples and _dialect(session) == "postgresql":
-        # one writer of a dataset's examples at a time: later dedup checks see every row
-        await session.execute(
-            select(Dataset.id).where(Dataset.id == task.dataset_id).with_for_update()
-        )
+        if outcome.recheck is not None:
+            # one writer of the dataset's examples at a time: the commit-time near-duplicate
+            # recheck of parallel rounds sees every row stored before it
+            await session.execute(
+                select(Dataset.id).where(Dataset.id == task.dataset_id).with_for_update()
+            )
+        else:
+            # no dataset lock (completions of one job would queue on it): exact duplicates are
+            # caught by the unique (dataset_id, dedup_key) index (a conflicting insert waits for
+            # the other transaction, then stores its row as a duplicate); answers to one prompt
+            # are stored one transaction at a time (already_answered)
+            await _lock_prompts(session, outcome.examples)
     # taken after the dataset lock: rows' created_at is then close to their commit, which the
     # commit-time near-duplicate recheck of parallel rounds relies on
     now = utcnow()
@@ -495,6 +512,16 @@ async def complete_task(
         )
         room = quota - (have or 0)
         cap = room if cap is None else min(cap, room)
+    # the job row is locked only when this completion changes it (follow-ups, teacher errors,
+    # a stop reason ...) or when no other task of the job is left to settle it: completions of
+    # one job would queue on it; their counts go to a shard row of job_counters instead.
+    # Decided before the examples go in: a job lock is never awaited while holding index entries
+    # another completion may be waiting for
+    peek = await _peek_job(session, task.job_id)
+    if job is None and _touches_job(peek, outcome, teacher):
+        job = await _lock_job(session, task.job_id)
+    if job is None and not await _others_active(session, task.job_id, task_id):
+        job = await _lock_job(session, task.job_id)
     counts: Counter[str] = Counter()
     stored: dict[int, tuple[uuid.UUID, str]] = {}
     if outcome.examples:
@@ -527,24 +554,151 @@ async def complete_task(
             session, outcome.pairs, stored, dataset_id=task.dataset_id, job_id=task.job_id, now=now
         )
     await _set_task(session, task_id, "succeeded", now, result=dict(outcome.summary))
-    if job is None:  # locked as late as possible: completions of one job queue up here
-        job = await _lock_job(session, task.job_id)
     if outcome.max_accepted is not None or outcome.max_accepted_topic is not None:
         # a capped outcome's progress is its accepted examples: those the commit rejected
         # (over the cap, a parallel round's near duplicate, a duplicate) count for nothing
-        job.completed += counts["accepted"]
+        completed = counts["accepted"]
     else:
-        job.completed += max(0, outcome.completed - counts["over_target"])
-    job.failed += outcome.failed
-    job.accepted += counts["accepted"]
-    job.rejected += counts["rejected"]
-    job.prompt_tokens += outcome.prompt_tokens
-    job.completion_tokens += outcome.completion_tokens
-    job.teacher_seconds += outcome.teacher_seconds
+        completed = max(0, outcome.completed - counts["over_target"])
+    amounts = {
+        "completed": completed,
+        "failed": outcome.failed,
+        "accepted": counts["accepted"],
+        "rejected": counts["rejected"],
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "teacher_seconds": outcome.teacher_seconds,
+    }
+    await job_counters.add(session, task.job_id, task_id, amounts)  # after the job: lock order
+    budget_spent: str | None = None
+    followups = 0
+    if job is not None:
+        budget_spent, followups = await _update_job(
+            session,
+            job,
+            task,
+            worker,
+            outcome,
+            teacher,
+            now,
+            teacher_budget_seconds=teacher_budget_seconds,
+            retry_base_seconds=retry_base_seconds,
+            retry_max_seconds=retry_max_seconds,
+        )
+    detail = {
+        "attempt": attempt,
+        "examples": len(outcome.examples),
+        "accepted": counts["accepted"],
+        "rejected": counts["rejected"],
+        "duplicates": counts["duplicates"],
+        "over_target": counts["over_target"],
+        "pairs": pairs,
+        "scored": len(outcome.score_updates),
+        "soft_targets": soft_targets,
+        "completed": outcome.completed,
+        "failed": outcome.failed,
+        "followups": followups,
+    }
+    # a Core insert: an ORM object would cost a unit-of-work flush at commit per task
+    event = _event(task.job_id, task_id, "succeeded", worker, detail, now)
+    await session.execute(insert(cast(Table, TaskEvent.__table__)), [event])
+    _log(
+        logging.INFO,
+        "task succeeded",
+        event="task_succeeded",
+        job_id=task.job_id,
+        task_id=task_id,
+        worker=worker,
+        **detail,
+    )
+    job_status = peek.status
+    if job is not None:
+        if budget_spent:
+            await _fail_job(session, job, budget_spent, now, worker, reason="teacher budget spent")
+        await _settle_job(session, job, now, worker)
+        job_status = job.status
+    # else another task of the job is active, held FOR KEY SHARE until this commits: whoever
+    # ends it waits for this commit, sees this task done, and settles the job
+    return Completion(
+        accepted=counts["accepted"],
+        rejected=counts["rejected"],
+        duplicates=counts["duplicates"],
+        pending=counts["pending"],
+        followups=followups,
+        job_status=job_status,
+        rejected_by_reason={
+            k.removeprefix(_REASON_KEY): n for k, n in counts.items() if k.startswith(_REASON_KEY)
+        },
+    )
+
+
+async def _peek_job(session: AsyncSession, job_id: uuid.UUID) -> Any:
+    """What a completion needs to know of its job to tell whether it must lock it (no lock)."""
+    return (
+        await session.execute(
+            select(
+                Job.status,
+                Job.system_prompt.is_(None).label("no_system_prompt"),
+                Job.tokenizer.is_(None).label("no_tokenizer"),
+                Job.teacher_down_since,
+            ).where(Job.id == job_id)
+        )
+    ).one()
+
+
+def _touches_job(peek: Any, outcome: Outcome, teacher: TeacherStats | None) -> bool:
+    """Whether storing `outcome` (and `teacher`'s stats) changes the job row beyond counters."""
+    if (
+        outcome.stop_reason
+        or outcome.total is not None
+        or outcome.followups
+        or outcome.taxonomy is not None
+        or (outcome.system_prompt and peek.no_system_prompt)
+        or (outcome.tokenizer and peek.no_tokenizer)
+    ):
+        return True
+    if teacher is None:
+        return False
+    if teacher.errors or teacher.last_error:
+        return True
+    if teacher.answered > 0:  # closes an open outage
+        return peek.teacher_down_since is not None
+    return teacher.failed > 0  # opens one
+
+
+async def _others_active(session: AsyncSession, job_id: uuid.UUID, task_id: uuid.UUID) -> bool:
+    """Whether another task of the job is queued or running and free: one is then held FOR KEY
+    SHARE until commit, so whoever ends it (a FOR UPDATE of its row) waits for this transaction
+    and sees it done. Tasks other transactions hold are skipped: False then means the caller may
+    hold the last active task and must settle under the job lock (the second of two last
+    completions to take it sees the first's commit)."""
+    found = await session.scalar(
+        select(Task.id)
+        .where(Task.job_id == job_id, Task.status.in_(ACTIVE_STATUSES), Task.id != task_id)
+        .limit(1)
+        .with_for_update(read=True, key_share=True, skip_locked=True)
+    )
+    return found is not None
+
+
+async def _update_job(
+    session: AsyncSession,
+    job: Job,
+    task: Any,
+    worker: str,
+    outcome: Outcome,
+    teacher: TeacherStats | None,
+    now: dt.datetime,
+    *,
+    teacher_budget_seconds: float | None,
+    retry_base_seconds: float,
+    retry_max_seconds: float,
+) -> tuple[str | None, int]:
+    """A completion's changes to the (locked) job row; returns (budget error, follow-ups)."""
     if outcome.stop_reason:
         job.stop_reason = outcome.stop_reason[:200]
     budget_spent = (
-        _record_teacher(job, task_id, worker, teacher, now, teacher_budget_seconds)
+        _record_teacher(job, task.id, worker, teacher, now, teacher_budget_seconds)
         if teacher is not None
         else None
     )
@@ -564,7 +718,7 @@ async def complete_task(
                 extra={
                     "action": "followups_dropped",
                     "job_id": str(job.id),
-                    "task_id": str(task_id),
+                    "task_id": str(task.id),
                     "worker": worker,
                 },
             )
@@ -579,41 +733,7 @@ async def complete_task(
                 retry_max=retry_max_seconds,
                 error=(teacher.last_error if teacher else None) or "teacher error",
             )
-    detail = {
-        "attempt": attempt,
-        "examples": len(outcome.examples),
-        "accepted": counts["accepted"],
-        "rejected": counts["rejected"],
-        "duplicates": counts["duplicates"],
-        "over_target": counts["over_target"],
-        "pairs": pairs,
-        "scored": len(outcome.score_updates),
-        "soft_targets": soft_targets,
-        "completed": outcome.completed,
-        "failed": outcome.failed,
-        "followups": followups,
-    }
-    session.add(_event_obj(job.id, task_id, "succeeded", worker, detail))
-    _log(
-        logging.INFO,
-        "task succeeded",
-        event="task_succeeded",
-        job_id=job.id,
-        task_id=task_id,
-        worker=worker,
-        **detail,
-    )
-    if budget_spent:
-        await _fail_job(session, job, budget_spent, now, worker, reason="teacher budget spent")
-    await _settle_job(session, job, now, worker)
-    return Completion(
-        accepted=counts["accepted"],
-        rejected=counts["rejected"],
-        duplicates=counts["duplicates"],
-        pending=counts["pending"],
-        followups=followups,
-        job_status=job.status,
-    )
+    return budget_spent, followups
 
 
 async def fail_task(
@@ -834,8 +954,10 @@ def _check_lease(task: Any, task_id: uuid.UUID, worker: str, attempt: int) -> No
 
 
 async def _lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
+    """The job row, locked, with its counters' totals (the shards read after the lock: every
+    completion that held it has committed)."""
     # FOR NO KEY UPDATE: does not block the key-share locks of foreign keys (events, tasks)
-    return (
+    job = (
         await session.scalars(
             select(Job)
             .where(Job.id == job_id)
@@ -843,6 +965,8 @@ async def _lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
             .execution_options(populate_existing=True)
         )
     ).one()
+    await job_counters.load(session, [job])
+    return job
 
 
 async def _set_task(
@@ -1078,6 +1202,7 @@ async def _settle_job(
         status = "succeeded"
     job.status = status
     job.finished_at = now
+    await job_counters.load(session, [job])  # this transaction's own counts included
     detail = {
         "completed": job.completed,
         "accepted": job.accepted,
@@ -1165,7 +1290,7 @@ async def _recheck(
     assert outcome.recheck is not None and outcome.recheck_since is not None
     rows = (
         await session.execute(
-            select(Example.instruction).where(
+            select(Example.id, Example.instruction).where(
                 Example.dataset_id == dataset_id,
                 Example.status != "rejected",
                 Example.created_at >= outcome.recheck_since,
@@ -1173,9 +1298,11 @@ async def _recheck(
             )
         )
     ).all()
-    if not rows:
+    skip = outcome.recheck_skip
+    texts = [r.instruction for r in rows if not skip or str(r.id) not in skip]
+    if not texts:
         return
-    clashes = outcome.recheck([r.instruction for r in rows])
+    clashes = outcome.recheck(texts)
     for ex in outcome.examples:
         if ex.item_index in clashes and ex.status == "accepted":
             ex.status = "rejected"
@@ -1237,7 +1364,7 @@ async def _write_examples(
                     "input": ex.input or "",
                     "output": ex.output,
                     "messages": ex.messages,
-                    "meta": dict(ex.meta or {}),
+                    "metadata": dict(ex.meta or {}),  # the column (a Core insert)
                     "content_hash": digest,
                     "dedup_key": None if ex.status == "rejected" else digest,
                     "reject_reason": ex.reject_reason,
@@ -1303,6 +1430,8 @@ async def _write_examples(
         Example.item_index, Example.status
     )
     written: dict[int, str] = {}
+    # in key order: concurrent writers that share hashes wait on each other in one order
+    rows.sort(key=lambda r: r["dedup_key"] or "")
     if rows:
         written.update(_indexed((await session.execute(stmt, rows)).tuples().all()))
         # a writer that skips the dataset lock (a seed upload) may have taken a hash meanwhile
@@ -1316,6 +1445,11 @@ async def _write_examples(
         stored = [r for r in answers if written.get(r["item_index"]) == "accepted"]
         await _supersede(session, dataset_id, stored)
     counts.update(written.values())
+    counts.update(  # the rejected rows stored now, by reason (Completion.rejected_by_reason)
+        f"{_REASON_KEY}{r['reject_reason'] or 'unknown'}"
+        for r in rows
+        if written.get(r["item_index"]) == "rejected"
+    )
     ids = {
         r["item_index"]: (r["id"], written[r["item_index"]])
         for r in rows
@@ -1493,10 +1627,29 @@ async def _write_pairs(
     return len(rows)
 
 
+async def _lock_prompts(session: AsyncSession, examples: Sequence[ExampleOut]) -> None:
+    """Postgres: a transaction-scoped advisory lock per prompt the examples answer
+    (``source_id``), taken in one order (no cycles), so that two answers to one prompt are
+    stored one after the other and the second sees the first (:func:`_keep_first_answers`)."""
+    keys = sorted(
+        {int.from_bytes(uuid.UUID(str(ex.source_id)).bytes[8:], "big", signed=True)
+         for ex in examples if ex.source_id}
+    )  # fmt: skip
+    if keys:
+        await session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(k)) "
+                "FROM (SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+            ),
+            {"keys": keys},
+        )
+
+
 async def _keep_first_answers(session: AsyncSession, answers: list[dict[str, Any]]) -> int:
     """Reject (``already_answered``) the answers whose prompt has a current answer already: one
     that a concurrent job stored since this job was planned, or an earlier row of this batch.
-    Runs under the dataset lock (Postgres) or the single writer (SQLite). Returns how many."""
+    Runs under the prompts' locks (:func:`_lock_prompts`, Postgres) or the single writer
+    (SQLite). Returns how many."""
     sources = list({r["source_id"] for r in answers})
     answered: set[uuid.UUID | None] = set()
     for start in range(0, len(sources), _IN_CHUNK):

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import utcnow
@@ -82,6 +82,46 @@ async def job_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
         "curation": (
             await curation_report(session=session, job=job) if job.kind == "curation" else None
         ),
+        **await wasted_tokens(
+            session=session, job=job, total=job.prompt_tokens + job.completion_tokens
+        ),
+    }
+
+
+# rejections at commit (app.queue): a parallel round's near copy, the job's target reached, or
+# content already stored; the answer of such an example was paid for nothing
+_COMMIT_DROPS = ("%by a parallel round%", "the job's target was reached",
+                 "same content as an example already in the dataset")  # fmt: skip
+
+
+async def wasted_tokens(*, session: AsyncSession, job: Job, total: int) -> dict[str, Any]:
+    """Teacher tokens spent on candidates that were thrown away for being too many, not for
+    being bad: tasks kept but left unanswered over the target (their share of their proposal
+    call, from the tasks' summaries) and answered examples dropped at commit (their answer's
+    usage); and their share of all the job's tokens."""
+    unanswered = await session.scalar(
+        select(func.sum(Task.result["over_target_tokens"].as_integer())).where(
+            Task.job_id == job.id
+        )
+    )
+    usage = func.coalesce(Example.usage["prompt_tokens"].as_integer(), 0) + func.coalesce(
+        Example.usage["completion_tokens"].as_integer(), 0
+    )
+    answered = await session.scalar(
+        select(func.sum(usage)).where(
+            Example.job_id == job.id,
+            Example.status == "rejected",
+            Example.output.is_not(None),
+            or_(
+                Example.reject_reason == "over_target",
+                *(Example.reject_detail.like(pattern) for pattern in _COMMIT_DROPS),
+            ),
+        )
+    )
+    wasted = int(unanswered or 0) + int(answered or 0)
+    return {
+        "wasted_tokens": wasted,
+        "wasted_token_share": round(wasted / total, 4) if total else 0.0,
     }
 
 

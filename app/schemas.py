@@ -88,15 +88,31 @@ class Page(BaseModel, Generic[T]):
 # datasets ---------------------------------------------------------------------------------------
 
 
+LICENSE = r"^[a-z0-9][a-z0-9.+-]{0,63}$"  # Hugging Face's license ids: apache-2.0, cc-by-4.0 ...
+_LICENSE_FIELD = Field(
+    None,
+    pattern=LICENSE,
+    description="the data's license as a Hugging Face license id (apache-2.0, mit, cc-by-4.0, "
+    "other ...); the dataset card declares it",
+)
+
+
 class DatasetCreate(_In):
     name: str = Field(..., min_length=1, max_length=200, pattern=NOT_BLANK)
     description: str = Field("", max_length=10_000)
+    license: str | None = _LICENSE_FIELD
+
+
+class DatasetUpdate(_In):
+    description: str | None = Field(None, max_length=10_000)
+    license: str | None = _LICENSE_FIELD
 
 
 class DatasetRead(BaseModel):
     id: uuid.UUID
     name: str
     description: str
+    license: str | None
     created_at: dt.datetime
     counts: dict[str, dict[str, int]] | None = Field(
         None, description="examples by origin, then by status"
@@ -367,7 +383,10 @@ class WorkerRead(BaseModel):
     backend: str | None
     kinds: list[str]
     concurrency: int
-    in_flight: int
+    in_flight: int = Field(description="tasks running")
+    teacher_in_flight: int = Field(
+        description="requests sent to the teacher and not answered yet, at the last heartbeat"
+    )
     teacher_state: Literal["ok", "down"]
     teacher_down_since: dt.datetime | None
     last_teacher_error: str | None
@@ -567,3 +586,11 @@ class JobReport(BaseModel):
         description="curation jobs: coverage per taxonomy leaf (accepted / quota, rejected "
         "by reason, rounds, why it stopped)",
     )
+    wasted_tokens: int = Field(
+        0,
+        description="teacher tokens spent on candidates discarded for being too many: kept "
+        "tasks left unanswered over the target (their share of the proposal call) and answered "
+        "examples dropped at commit (over the target, a parallel round's near copy, content "
+        "already stored)",
+    )
+    wasted_token_share: float = Field(0.0, description="wasted_tokens / all the job's tokens")

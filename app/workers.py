@@ -57,6 +57,7 @@ async def register(
         "kinds": sorted(kinds),
         "concurrency": concurrency,
         "in_flight": 0,
+        "teacher_in_flight": 0,
         "teacher_state": "ok",
         "teacher_down_since": None,
         "last_teacher_error": None,
@@ -78,6 +79,7 @@ async def heartbeat(
     name: str,
     in_flight: int,
     teacher_state: str,
+    teacher_in_flight: int = 0,
     teacher_down_since: dt.datetime | None,
     last_teacher_error: str | None,
     last_teacher_error_at: dt.datetime | None,
@@ -86,6 +88,7 @@ async def heartbeat(
     """Refresh the worker's row; False when it is gone (the caller registers again)."""
     values: dict[str, Any] = {
         "in_flight": in_flight,
+        "teacher_in_flight": teacher_in_flight,
         "teacher_state": teacher_state,
         "teacher_down_since": teacher_down_since,
         "last_teacher_error": last_teacher_error,
@@ -106,7 +109,7 @@ async def stopped(*, session: AsyncSession, name: str) -> None:
     await session.execute(
         update(Worker)
         .where(Worker.name == name)
-        .values(stopped_at=now, last_seen_at=now, in_flight=0)
+        .values(stopped_at=now, last_seen_at=now, in_flight=0, teacher_in_flight=0)
     )
 
 

@@ -1,6 +1,7 @@
 """Benchmarks of the whole service: is the teacher kept full, and what does the service add?
 
-    .venv/bin/python -m bench.service [--scenario labeling|expansion|api|export|all] [--n 10000]
+    .venv/bin/python -m bench.service [--scenario labeling|expansion|api|export|dialogue|evol|
+                                       feedback|scoring|all] [--n 10000]
 
 Every scenario builds a fresh Postgres database (``distillery_bench_service_<scenario>``), starts
 the loopback GPU-server emulator (``bench/emulator.py``: 400 ms a request, 256 requests served at
@@ -39,6 +40,12 @@ Scenarios (see BENCHMARKS.md for what each number means):
    batch: 2G latencies one after the other per lineage. Ideal for the calls the job made:
    max(2G, ceil(calls / 256)) x 0.4 s; calls / the minimum L x G x 3 (eliminated or rejected
    evolutions are not answered: fewer).
+8. ``feedback``: the teacher as judge (``bench/feedback.py``, also runnable alone): ``--prompts``
+   prompts with ``--existing`` uploaded answers and ``--samples`` teacher samples each, every
+   candidate judged. Ideal: max(2, ceil(calls / 256)) x 0.4 s; CPU per candidate.
+9. ``scoring``: teacher-forced scoring of ``--scoring-samples`` student samples (``top_logprobs``
+   20): one completion a sample, ideal = ceil(N / 256) x 0.4 s. (Whether a small scoring job
+   overtakes a bulk job: ``python -m bench.scoring_latency``.)
 
 Settings reach the subprocesses through the environment (``DISTILLERY_WORKER_CONCURRENCY``,
 ``DISTILLERY_LABELING_CHUNK_SIZE``, ``DISTILLERY_TEACHER__MAX_CONCURRENCY`` ...): see ``--help``.
@@ -108,11 +115,23 @@ class Proc:
         self.ps = psutil.Process(self.popen.pid)
 
     def cpu_s(self) -> float:
+        """User + system seconds of the process and its children (`worker --processes N`): the
+        live ones, and those it reaped (restarted ones)."""
         times = self.ps.cpu_times()
-        return times.user + times.system
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in self.ps.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+        return total
 
     def rss(self) -> int:
-        return int(self.ps.memory_info().rss)
+        """Resident memory of the process and its live children, summed."""
+        total = int(self.ps.memory_info().rss)
+        for child in self.ps.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += int(child.memory_info().rss)
+        return total
 
     def log_text(self) -> str:
         self.log.flush()
@@ -583,6 +602,10 @@ def expansion(
         ratio_vs_minimum=run.wall_s / (math.ceil(minimum / LIMIT) * LATENCY_S),
         rejected_by_reason=run.report["rejected_by_reason"],
         candidates=run.report["candidates"],
+        over_target_share=run.report["rejected_by_reason"].get("over_target", 0)
+        / max(run.report["candidates"], 1),
+        wasted_tokens=run.report.get("wasted_tokens"),
+        wasted_token_share=run.report.get("wasted_token_share"),
         bare=bare,
     )
     return result
@@ -685,6 +708,43 @@ def evol(args: argparse.Namespace, log_dir: Path, bare: dict[str, Any] | None) -
         progress=progress,
         bare=bare,
     )
+    return result
+
+
+# --- scenario 8: feedback (bench/feedback.py) ---------------------------------------------------
+
+
+def feedback(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """The teacher as judge: see bench/feedback.py (also runnable alone)."""
+    from bench import feedback as feedback_bench
+
+    return feedback_bench.feedback(args, log_dir)
+
+
+# --- scenario 9: scoring ----------------------------------------------------------------------
+
+
+def scoring(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    """Teacher-forced scoring of N student samples (``top_logprobs`` 20): one completion call a
+    sample (plus two ``/tokenize`` calls that do not wait), so ideal = ceil(N / 256) x 0.4 s.
+    How a small scoring job overtakes a bulk job (priority): ``python -m bench.scoring_latency``."""
+    from bench.scoring_latency import student_sample
+
+    n = args.scoring_samples
+    env = worker_settings(args)
+    with Stack("scoring", log_dir, worker_env=env) as stack:
+        dataset = stack.post("/v1/datasets", json={"name": "bench-scoring"})["id"]
+        samples = [student_sample(i) for i in range(n)]
+        for i, sample in enumerate(samples):  # the vocabulary cycles: make every prompt new
+            sample["instruction"] += f" ({i})"
+        stack.upload(dataset, samples)
+        params = {"top_logprobs": 20, "chunk_size": args.scoring_chunk_size}
+        run = stack.run_job({"dataset_id": dataset, "kind": "scoring", "params": params})
+    progress = run.job["progress"]
+    if run.job["status"] != "succeeded" or progress["completed"] != n:
+        print(f"!! scoring job ended {run.job['status']} with {progress}", file=sys.stderr)
+    result = job_numbers(run, math.ceil(n / LIMIT) * LATENCY_S, max(progress["completed"], 1), None)
+    result.update(scenario="scoring", n=n, params=params, settings=env, progress=progress)
     return result
 
 
@@ -881,6 +941,8 @@ def print_job(result: dict[str, Any]) -> None:
             ("per generation", json.dumps(result["per_generation"]), ""),
             ("rejected by reason", json.dumps(result["rejected_by_reason"]), ""),
         ]  # fmt: skip
+    elif what in ("scoring", "feedback"):
+        rows.append(("job status, progress", f"{result['progress']}", ""))
     elif what == "dialogue":
         rows += [
             ("conversations accepted; mean turns",
@@ -895,6 +957,9 @@ def print_job(result: dict[str, Any]) -> None:
              f"{result['rounds']}; {result['proposal_calls']} + {result['answer_calls']}", ""),
             ("calls / method minimum", f"{result['calls_over_minimum']:.3f}", ""),
             ("wall / ideal at the minimum", f"{result['ratio_vs_minimum']:.3f}", ""),
+            ("over_target / candidates", f"{result['over_target_share']:.3f}", ""),
+            ("wasted tokens (share of all)",
+             f"{result['wasted_tokens']} ({result['wasted_token_share']})", "<= 0.10"),
             ("rejected by reason", json.dumps(result["rejected_by_reason"]), ""),
         ]  # fmt: skip
     if result.get("bare"):
@@ -957,7 +1022,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--scenario", default="all",
                         choices=["labeling", "expansion", "api", "export", "dialogue",
-                                 "evol", "all"])  # fmt: skip
+                                 "evol", "feedback", "scoring", "all"])  # fmt: skip
     parser.add_argument("--n", type=int, default=10_000, help="labeling: prompts")
     parser.add_argument(
         "--top-logprobs", type=int, default=None, help="labeling: capture top-k soft targets"
@@ -967,6 +1032,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--turns", type=int, default=4, help="dialogue: assistant turns each")
     parser.add_argument("--lineages", type=int, default=1_000, help="evol: seed instructions")
     parser.add_argument("--generations", type=int, default=3, help="evol: generations")
+    parser.add_argument("--prompts", type=int, default=1000, help="feedback: prompts")
+    parser.add_argument("--existing", type=int, default=2,
+                        help="feedback: uploaded answers per prompt")  # fmt: skip
+    parser.add_argument("--samples", type=int, default=2,
+                        help="feedback: teacher samples per prompt")  # fmt: skip
+    parser.add_argument("--mode", choices=["pointwise", "pairwise"], default="pointwise",
+                        help="feedback: judging mode")  # fmt: skip
+    parser.add_argument("--min-margin", type=float, default=1.0, help="feedback: pair margin")
+    parser.add_argument("--feedback-chunk-size", type=int, default=16,
+                        help="feedback: DISTILLERY_FEEDBACK_CHUNK_SIZE")  # fmt: skip
+    parser.add_argument("--scoring-samples", type=int, default=5_000,
+                        help="scoring: student samples scored")  # fmt: skip
+    parser.add_argument("--scoring-chunk-size", type=int, default=64,
+                        help="scoring: samples per task")  # fmt: skip
     parser.add_argument("--api-n", type=int, default=16_000,
                         help="api: prompts of the job that runs under the load")  # fmt: skip
     parser.add_argument("--export-rows", type=int, default=200_000)
@@ -1062,6 +1141,14 @@ def main(argv: list[str] | None = None) -> None:
             elif scenario == "evol":
                 result = evol(args, log_dir, bare)
                 print_job(result)
+            elif scenario == "feedback":
+                from bench.feedback import print_result
+
+                result = feedback(args, log_dir)
+                print_result(result)
+            elif scenario == "scoring":
+                result = scoring(args, log_dir)
+                print_job(result)
             elif scenario == "api":
                 result = api(args, log_dir)
                 print_api(result)
@@ -1081,7 +1168,7 @@ def print_summary(results: list[dict[str, Any]]) -> None:
     """One markdown table of the headline numbers (what BENCHMARKS.md records)."""
     print("\n| scenario | measured | target |\n| --- | --- | --- |")
     for r in results:
-        if r["scenario"] in ("labeling", "expansion", "dialogue", "evol"):
+        if r["scenario"] in ("labeling", "expansion", "dialogue", "evol", "feedback", "scoring"):
             what = f"{r['scenario']} N={r['n']:,}"
             if r["scenario"] == "evol":
                 what += f" x {r['generations']} generations"

@@ -66,7 +66,7 @@ def test_dropped_database_is_503(pg_database_url: str) -> None:
     ("method", "path", "allowed"),
     [
         ("DELETE", "/v1/datasets", {"GET", "POST"}),
-        ("PUT", f"/v1/datasets/{uuid.uuid4()}", {"GET"}),
+        ("PUT", f"/v1/datasets/{uuid.uuid4()}", {"GET", "PATCH", "DELETE"}),
         ("GET", f"/v1/datasets/{uuid.uuid4()}/seeds", {"POST"}),
         ("DELETE", f"/v1/jobs/{uuid.uuid4()}/cancel", {"POST"}),
         ("POST", "/healthz", {"GET"}),

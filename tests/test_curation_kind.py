@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from app import jobs
+from app import job_counters, jobs
 from app.config import Settings
 from app.models import DEFAULT_TENANT_ID, Example, Job, Skill, Task
 from app.schemas import CurationJobCreate
@@ -357,6 +357,8 @@ async def test_kill9_during_curation_loses_and_doubles_nothing(
         while time.monotonic() < deadline:
             async with db.reading() as session:
                 job = await session.get(Job, job_id, populate_existing=True)
+                assert job is not None
+                await job_counters.load(session, [job])
             assert job is not None
             if job.status not in ("queued", "running"):
                 break

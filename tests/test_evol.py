@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from app import examples as examples_store
-from app import jobs
+from app import job_counters, jobs
 from app.config import Settings
 from app.kinds import EVOL_OPERATIONS
 from app.models import DEFAULT_TENANT_ID, Example, Job
@@ -336,6 +336,8 @@ async def test_kill9_during_evol_loses_and_doubles_nothing(
         while time.monotonic() < deadline:
             async with db.reading() as session:
                 job = await session.get(Job, job_id)
+                assert job is not None
+                await job_counters.load(session, [job])
             assert job is not None
             if job.status not in ("queued", "running"):
                 break

@@ -157,3 +157,17 @@ async def test_a_running_worker_registers_and_says_when_it_stops(
         await db.engine.dispose()
     [worker] = client.get("/v1/workers").json()["data"]
     assert worker["live"] is False and worker["stopped_at"] is not None
+
+
+def test_a_full_postgres_is_unavailable_not_an_error() -> None:
+    """max_connections reached is a 503 with Retry-After (the catch-all would make it a 500)."""
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    from app.db import is_db_unavailable
+
+    full = asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")
+    wrapped = sa_exc.DBAPIError("connect", None, full)
+    wrapped.orig = full
+    assert is_db_unavailable(full) and is_db_unavailable(wrapped)
+    assert not is_db_unavailable(asyncpg.exceptions.UniqueViolationError("duplicate key"))

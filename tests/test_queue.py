@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from app import queue
+from app import job_counters, queue
 from app.db import utcnow
 from app.models import Example, Job, Task, TaskEvent
 from app.state import Database
@@ -50,6 +50,7 @@ async def job_row(db: Database, job_id: uuid.UUID) -> Job:
     async with db.reading() as session:
         job = await session.get(Job, job_id, populate_existing=True)
         assert job is not None
+        await job_counters.load(session, [job])
         return job
 
 

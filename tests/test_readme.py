@@ -1,5 +1,6 @@
-"""The README's walk-through, run as written against `distillery serve` (a subprocess on a free
-loopback port, SQLite file, the emulator as teacher): it must print what the README shows."""
+"""The walk-throughs, run as written against `distillery serve` (a subprocess on a free loopback
+port, SQLite file, the emulator as teacher): the README's, with the `distillery` client, and
+docs/api.md's, with curl. Each must print what its page shows."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.emulator_proc import running_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def walkthrough() -> tuple[str, list[str]]:
+def walkthrough(page: str = "README.md") -> tuple[str, list[str]]:
     """The bash block after the walkthrough marker, and the `# -> ...` results it shows."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / page).read_text()
     block = readme.split("<!-- walkthrough -->", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     return block, [m.strip() for m in re.findall(r"^# -> (.*)$", block, re.MULTILINE)]
 
@@ -32,8 +34,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_walkthrough_gives_the_shown_results(tmp_path: Path) -> None:
-    script, shown = walkthrough()
+@pytest.mark.parametrize("page", ["README.md", "docs/api.md"])
+def test_walkthrough_gives_the_shown_results(page: str, tmp_path: Path) -> None:
+    script, shown = walkthrough(page)
     assert len(shown) == 3
     port = free_port()
     with running_emulator(model="teacher", base_latency=0.05) as emulator:
@@ -59,9 +62,17 @@ def test_walkthrough_gives_the_shown_results(tmp_path: Path) -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
+            work = tmp_path / "work"  # the files the walk-through writes
+            work.mkdir()
             result = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", script],
-                env={**env, "BASE": f"http://127.0.0.1:{port}"},
+                env={
+                    **env,
+                    "BASE": f"http://127.0.0.1:{port}",  # curl
+                    "DISTILLERY_URL": f"http://127.0.0.1:{port}",  # the client
+                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                },
+                cwd=work,
                 capture_output=True,
                 text=True,
                 timeout=120,

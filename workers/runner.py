@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import os
 import signal
@@ -39,20 +40,21 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import benchmarks, contamination, queue
+from app import benchmarks, contamination, job_counters, queue
 from app import workers as registry
 from app.config import Settings
 from app.db import is_db_unavailable
-from app.models import TERMINAL_STATUSES, Example, Job, Skill
+from app.models import TERMINAL_STATUSES, Example, Job, Skill, Task
 from app.state import Database
 from workers import breaker as breakers
+from workers import metrics
 from workers.curation import language
 from workers.methods import METHODS
 from workers.methods.base import JobCancelled, TaskInput, TaskOutcome
@@ -125,6 +127,7 @@ class _Tally:
 class _Running:
     claimed: queue.ClaimedTask
     tally: _Tally = dataclasses.field(default_factory=_Tally)
+    clock: metrics.Stopwatch = dataclasses.field(default_factory=metrics.Stopwatch)
     task: asyncio.Task[None] | None = None
     work: asyncio.Task[TaskOutcome] | None = None
     phase: str = "method"  # method -> finishing
@@ -156,6 +159,7 @@ class Runner:
         self.listen = db.dialect == "postgresql" if listen is None else listen
         self.stats: Counter[str] = Counter()
         self.max_in_flight = 0
+        self.teacher_in_flight = 0  # requests at the teacher now: heartbeats report it
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -189,6 +193,15 @@ class Runner:
     def in_flight(self) -> int:
         """Tasks held right now."""
         return len(self._running)
+
+    @contextlib.contextmanager
+    def teacher_calls(self, n: int) -> Iterator[None]:
+        """Count `n` requests at the teacher for the duration of the block."""
+        self.teacher_in_flight += n
+        try:
+            yield
+        finally:
+            self.teacher_in_flight -= n
 
     def stop(self) -> None:
         """Stop claiming and shut down gracefully; a second call releases at once."""
@@ -281,6 +294,7 @@ class Runner:
         state.task = asyncio.create_task(self._execute(state), name=f"task-{claimed.id}")
         self._running[claimed.id] = state
         self.stats["claimed"] += 1
+        metrics.task_claimed(claimed.kind)
         self.max_in_flight = max(self.max_in_flight, len(self._running))
 
         def done(_: asyncio.Task[None]) -> None:
@@ -437,7 +451,7 @@ class Runner:
             )
 
         try:
-            await self._transition(call)
+            completion = await self._transition(call)
         except queue.TaskLeaseLost:
             raise
         except Exception as exc:
@@ -446,6 +460,9 @@ class Runner:
             await self._finish(state, "fail", error=f"storing results failed: {_describe(exc)}")
             return
         self.stats["succeeded"] += 1
+        if not completion.already_done:  # a repeat of a committed completion counted already
+            metrics.task_succeeded(claimed.kind, state.clock.seconds, completion.accepted,
+                                   completion.rejected_by_reason)  # fmt: skip
 
     async def _finish(
         self,
@@ -484,6 +501,7 @@ class Runner:
         result = await self._transition(call)
         if how == "fail":
             self.stats["retried" if result == "queued" else "failed"] += 1
+            metrics.task_failed(claimed.kind, state.clock.seconds, retried=result == "queued")
         else:
             self.stats["cancelled" if how == "cancel" else "released"] += 1
 
@@ -595,6 +613,7 @@ class Runner:
                             session=session,
                             name=self.worker,
                             in_flight=len(self._running),
+                            teacher_in_flight=self.teacher_in_flight,
                             teacher_state="down" if self.breaker.open else "ok",
                             teacher_down_since=self.breaker.down_since,
                             last_teacher_error=self.breaker.last_error,
@@ -694,7 +713,9 @@ class _TaskTeacher:
         self.model = runner.teacher.model
 
     async def generate(self, requests: Sequence[TeacherRequest]) -> list[TeacherResult]:
-        results = await self._runner.teacher.generate(requests)
+        with metrics.teacher_in_flight(len(requests)), self._runner.teacher_calls(len(requests)):
+            results = await self._runner.teacher.generate(requests)
+        metrics.teacher_results(results)
         self._runner._teacher_results(self._tally, results)
         return results
 
@@ -704,7 +725,9 @@ class _TaskTeacher:
 
     async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         """Teacher-forced scoring, tallied like generation (failures, breaker)."""
-        results = await self._white_box().score(requests)
+        with metrics.teacher_in_flight(len(requests)), self._runner.teacher_calls(len(requests)):
+            results = await self._white_box().score(requests)
+        metrics.teacher_results(results)
         self._runner._teacher_results(self._tally, results)  # type: ignore[arg-type]
         return results
 
@@ -770,10 +793,38 @@ class _Context:
         )
         return [row.instruction for row in await self._read(stmt)]
 
-    async def job_progress(self) -> dict[str, Any]:
-        stmt = select(*(getattr(Job, f) for f in _PROGRESS_FIELDS)).where(
-            Job.id == self._claimed.job_id
+    async def dataset_pool_rows(self, since: dt.datetime | None) -> list[tuple[Any, str, Any]]:
+        stmt = select(Example.id, Example.instruction, Example.created_at).where(
+            Example.dataset_id == self._claimed.dataset_id, Example.status != "rejected"
         )
+        if since is not None:
+            stmt = stmt.where(Example.created_at >= since)
+        return [(row.id, row.instruction, row.created_at) for row in await self._read(stmt)]
+
+    async def lane_accepted(self, lanes: int, lane: int) -> int:
+        """Accepted examples of this job stored by tasks whose payload ``round`` is `lane`
+        modulo `lanes` (a lane of parallel rounds, as committed now)."""
+        stmt = (
+            select(func.count())
+            .select_from(Example)
+            .join(Task, Task.id == Example.task_id)
+            .where(
+                Example.job_id == self._claimed.job_id,
+                Example.status == "accepted",
+                Task.job_id == self._claimed.job_id,
+                Task.payload["round"].as_integer() % lanes == lane,
+            )
+        )
+        rows = await self._read(stmt)
+        return int(rows[0][0]) if rows else 0
+
+    async def job_progress(self) -> dict[str, Any]:
+        stmt = select(
+            *(
+                job_counters.expression(f) if f in job_counters.COUNTERS else getattr(Job, f)
+                for f in _PROGRESS_FIELDS
+            )
+        ).where(Job.id == self._claimed.job_id)
         rows = await self._read(stmt)
         return dict(rows[0]._asdict()) if rows else {}
 

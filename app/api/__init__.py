@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api import benchmarks, datasets, exports, health, jobs, skills, workers
+from app.api import benchmarks, datasets, exports, health, jobs, metrics, skills, workers
 
 api_router = APIRouter()
-for module in (health, datasets, exports, skills, jobs, workers, benchmarks):
+for module in (health, datasets, exports, skills, jobs, workers, benchmarks, metrics):
     api_router.include_router(module.router)

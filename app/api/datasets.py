@@ -1,13 +1,14 @@
-"""/v1/datasets: create, list, read; seed uploads (JSON or JSONL) and example listing."""
+"""/v1/datasets: create, list, read, delete; seed uploads (JSON or JSONL), example listing and
+the dataset card."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
-from app import datasets, examples
+from app import cards, datasets, examples
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
 from app.models import Origin
@@ -16,6 +17,7 @@ from app.schemas import (
     Cursor,
     DatasetCreate,
     DatasetRead,
+    DatasetUpdate,
     ExampleRead,
     Page,
     SeedsResult,
@@ -33,6 +35,7 @@ def _read(dataset, counts=None) -> DatasetRead:  # type: ignore[no-untyped-def]
         id=dataset.id,
         name=dataset.name,
         description=dataset.description,
+        license=dataset.license,
         created_at=dataset.created_at,
         counts=counts,
         total_examples=total,
@@ -44,7 +47,11 @@ async def create_dataset(body: DatasetCreate, db: DbDep, tenant: TenantDep) -> D
     """Create a dataset (names are unique per tenant)."""
     async with db.transaction() as session:
         dataset = await datasets.add_dataset(
-            session=session, tenant_id=tenant, name=body.name, description=body.description
+            session=session,
+            tenant_id=tenant,
+            name=body.name,
+            description=body.description,
+            license=body.license,
         )
         counts = await datasets.count_examples(session=session, dataset_id=dataset.id)
     return _read(dataset, counts)
@@ -72,6 +79,53 @@ async def get_dataset(dataset_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> Da
         )
         counts = await datasets.count_examples(session=session, dataset_id=dataset.id)
     return _read(dataset, counts)
+
+
+@router.patch("/{dataset_id}")
+async def update_dataset(
+    dataset_id: uuid.UUID, body: DatasetUpdate, db: DbDep, tenant: TenantDep
+) -> DatasetRead:
+    """Change a dataset's description or license (fields left out stay; `license: null`
+    clears it)."""
+    async with db.transaction() as session:
+        dataset = await datasets.update_dataset(
+            session=session,
+            tenant_id=tenant,
+            dataset_id=dataset_id,
+            changes=body.model_dump(exclude_unset=True),
+        )
+        counts = await datasets.count_examples(session=session, dataset_id=dataset.id)
+    return _read(dataset, counts)
+
+
+@router.delete("/{dataset_id}", status_code=204)
+async def delete_dataset(dataset_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> Response:
+    """Delete a dataset with its examples, soft targets, preference pairs and jobs, in one
+    transaction; 409 while one of its jobs is queued or running (cancel it first)."""
+    async with db.transaction() as session:
+        await datasets.delete_dataset(session=session, tenant_id=tenant, dataset_id=dataset_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{dataset_id}/card",
+    response_class=Response,
+    responses={200: {"content": {cards.MEDIA_TYPE: {}}, "description": "README.md"}},
+)
+async def get_dataset_card(
+    dataset_id: uuid.UUID, request: Request, db: DbDep, tenant: TenantDep
+) -> Response:
+    """The dataset's Hugging Face dataset card (README.md: YAML header and markdown): teachers,
+    jobs and their parameters, the curation report, decontamination, and how to load each
+    export."""
+    async with db.reading() as session:
+        dataset = await datasets.get_dataset(
+            session=session, tenant_id=tenant, dataset_id=dataset_id
+        )
+        text = await cards.dataset_card(
+            session=session, dataset=dataset, base_url=str(request.base_url)
+        )
+    return Response(text, media_type=cards.MEDIA_TYPE)
 
 
 @router.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from app import datasets
 from app.api.deps import DbDep, TenantDep
@@ -58,3 +58,12 @@ async def update_skill(
             session=session, tenant_id=tenant, skill_id=skill_id, fields=fields
         )
     return SkillRead.model_validate(skill)
+
+
+@router.delete("/{skill_id}", status_code=204)
+async def delete_skill(skill_id: uuid.UUID, db: DbDep, tenant: TenantDep) -> Response:
+    """Delete a skill spec; 409 while a queued or running job uses it. Finished jobs keep the
+    spec they froze."""
+    async with db.transaction() as session:
+        await datasets.delete_skill(session=session, tenant_id=tenant, skill_id=skill_id)
+    return Response(status_code=204)

@@ -62,6 +62,7 @@ from workers.curation.types import DUPLICATE, NEAR_DUPLICATE, Rejection
 __all__ = [
     "DedupConfig",
     "NearDupIndex",
+    "check_batch",
     "dedupe_batch",
     "dedupe_batch_matches",
     "rouge_l",
@@ -604,6 +605,41 @@ def dedupe_batch_matches(
         found, where = _dedupe_chunk(texts[lo : lo + _CHUNK], index)
         results += found
         matches += where
+    return results, matches
+
+
+def check_batch(
+    texts: Sequence[str], index: NearDupIndex
+) -> tuple[list[Rejection | None], list[int]]:
+    """Each text against the pool alone (not against each other), the pool left as it was:
+    the rejection (`duplicate`, `near_duplicate` naming the best match) or None, and the pool
+    position matched (-1 if none). What `dedupe_batch` decides for a text, minus the batch."""
+    results: list[Rejection | None] = [None] * len(texts)
+    matches = [-1] * len(texts)
+    if not texts or not len(index):
+        return results, matches
+    index._flush()
+    cfg = index.config
+    enc = index._vocab.encode(texts)
+    live = enc.lens > 0
+    for k in np.flatnonzero(live).tolist():
+        if (same := index._exact.get(_doc_key(enc.docs[k]))) is not None:
+            results[k], matches[k], live[k] = _duplicate(same, index._texts[same]), same, False
+    rows = np.flatnonzero(live)
+    if rows.size == 0:
+        return results, matches
+    elems, lens = index._order.elements(enc, rows, len(index._docs))
+    h, entry_row, caps = _entries(elems, lens, cfg.threshold)
+    docs = np.empty(len(rows), object)
+    for r, k in enumerate(rows.tolist()):
+        docs[r] = enc.docs[k]
+    later, owners = index._pool_pairs(_Run.build(h, entry_row, lens[entry_row], caps))
+    pool_edges = _verify(docs, lens, later, index._docs_upto(), index._lens, owners, cfg)
+    accepted, score, match = _pool_matches(len(rows), pool_edges)
+    for r in np.flatnonzero(~accepted).tolist():
+        target = int(match[r])
+        results[int(rows[r])] = _near_duplicate(float(score[r]), target, index._texts[target])
+        matches[int(rows[r])] = target
     return results, matches
 
 

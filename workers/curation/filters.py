@@ -81,9 +81,14 @@ def _has_text(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+_ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")  # str.isalnum on ASCII characters
+
+
 def _word_count(text: str) -> int:
     """Whitespace-separated tokens with a letter or digit; in scripts written without spaces
     (Chinese, Japanese, Thai, ...) two characters count as a word."""
+    if text.isascii():  # no letters of NO_SPACES scripts: a word per token with a letter/digit
+        return sum(1 for token in text.split() if _ASCII_ALNUM.search(token))
     count = 0.0
     for token in text.split():
         if _has_text(token):
@@ -205,9 +210,10 @@ def language_filter(candidate: Candidate, config: FilterConfig) -> Rejection | N
         return None
     text, what = _stage_text(candidate)
     accepted = language.expand(config.languages)
-    if what == "output" and _ASKS_FOR_LANGUAGE.search(candidate.instruction):
-        return None
     found = language.foreign(text, accepted)
+    # an instruction asking for a language is looked at only for a foreign answer (most are not)
+    if found is not None and what == "output" and _ASKS_FOR_LANGUAGE.search(candidate.instruction):
+        return None
     if found is not None and what == "output":
         # only now place the instruction and input (most answers are in an accepted language,
         # and a larger accepted set never makes a text foreign: the same verdict, half the work)

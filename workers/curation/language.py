@@ -149,7 +149,13 @@ def foreign(text: str, accepted: frozenset[str]) -> tuple[str, float] | None:
     prose = _prose(text)
     if word_count(prose) < MIN_WORDS:
         return None
-    ranked = _identifier().rank(prose)
+    identifier = _identifier()
+    # the top label alone settles most texts: classify's argmax is rank's first entry (same
+    # scores, first of equals), without ranking ~140 labels; rank only for a foreign top label
+    label, _ = identifier.classify(prose)
+    if label in accepted or label == NO_LANGUAGE:
+        return None
+    ranked = identifier.rank(prose)
     label, probability = ranked[0]
     if label in accepted or label == NO_LANGUAGE:
         return None

@@ -24,6 +24,7 @@ retry the whole task, or keep going and report the item as failed or rejected.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -84,6 +85,16 @@ class MethodContext(Protocol):
 
     async def dataset_pool(self) -> list[str]:
         """The instruction of every non-rejected example of the dataset (for dedup)."""
+        ...
+
+    async def dataset_pool_rows(self, since: dt.datetime | None) -> list[tuple[Any, str, Any]]:
+        """(id, instruction, created_at) of the dataset's non-rejected examples created at or
+        after `since` (every one for None): what feeds the worker's index of the pool."""
+        ...
+
+    async def lane_accepted(self, lanes: int, lane: int) -> int:
+        """This job's accepted examples, as committed now, stored by tasks whose payload
+        ``round`` is `lane` modulo `lanes` (one lane of parallel expansion rounds)."""
         ...
 
     async def job_progress(self) -> dict[str, Any]:

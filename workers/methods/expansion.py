@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +54,7 @@ from workers.curation.types import (
     Candidate,
     Rejection,
 )
+from workers.methods import pool_index
 from workers.methods.base import ExampleOut, MethodContext, TaskInput, TaskOutcome
 from workers.methods.common import (
     answer_example,
@@ -77,7 +80,12 @@ PROPOSE_ID = "expansion/propose"
 ANSWER_ID = "expansion/answer"
 PROMPT_VERSION = "v1"
 OVER_TARGET = "over_target"
-RECHECK_MARGIN = dt.timedelta(seconds=10)  # commit-to-created_at gap and clock skew
+RECHECK_MARGIN = pool_index.RECHECK_MARGIN  # commit-to-created_at gap and clock skew
+WAVES = 4  # proposal calls of a round whose quota is far, in calls_per_round's
+# shares of proposed tasks kept and of answers accepted, until a round has seen ten of each:
+# optimistic (a shortfall costs another call, an excess costs candidates over the target)
+YIELD_PRIOR = 1.0
+ANSWER_PRIOR = 1.0
 
 
 async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
@@ -89,7 +97,13 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     stop = stop_reason(params, progress, round_no)
     if stop is not None:
         return TaskOutcome(stop_reason=stop, summary={"round": round_no, "stopped": stop})
-    remaining = params["target"] - progress["accepted"]
+    lanes = max(1, min(int(params.get("parallel_rounds", 1)), params["max_rounds"]))
+    lane, target = round_no % lanes, params["target"]
+    share = target // lanes + (1 if round_no % lanes < target % lanes else 0)
+    lane_done = await ctx.lane_accepted(lanes, lane) if lanes > 1 else progress["accepted"]
+    quota = int(min(share - lane_done, target - progress["accepted"]))
+    if quota <= 0:  # this lane's share is stored: the other lanes make the rest
+        return TaskOutcome(summary={"round": round_no, "stopped": "lane done", "lane": lane})
     system = skill_system_prompt(task.skill)
     rng = random.Random(f"{task.job_id}:{round_no}:{task.attempt}")
 
@@ -99,8 +113,9 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
     config = await asyncio.to_thread(filter_config, params, seed_texts(demos))
     two_stage = params["two_stage"]
     propose_sampling = sampling_from(task.teacher, seed_offset=round_no)
-    requests = [
-        TeacherRequest(
+
+    def request(i: int, count: int) -> TeacherRequest:
+        return TeacherRequest(
             messages=[
                 {"role": "system", "content": system},
                 {
@@ -108,7 +123,7 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
                     "content": render(
                         PROPOSE_ID,
                         PROMPT_VERSION,
-                        count=params["candidates_per_call"],
+                        count=count,
                         demos=pick_demos(demos, per_prompt, n_seed, rng),
                         with_output=not two_stage,
                     ),
@@ -118,14 +133,14 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
             json_schema=tasks_schema(with_output=not two_stage),
             request_id=f"{task.task_id}:propose:{i}",
         )
-        for i in range(calls)
-    ]
+
     await ctx.check_cancel()
-    proposals = await ctx.teacher.generate(requests)
+    flow = Stream(task, ctx, Curation(system, config, quota, propose_sampling.as_dict()), request)
+    await flow.run()
     await ctx.check_cancel()
-    failed_proposals = to_retry(proposals)
-    if len(failed_proposals) == len(proposals):  # nothing proposed: the round again, later
-        retry = retry_followup(task.payload, 1, first_error(proposals, failed_proposals))
+    proposals = flow.proposals
+    if not flow.candidates and flow.failed_calls == len(proposals):  # the round again, later
+        retry = retry_followup(task.payload, 1, first_error(proposals, list(range(len(proposals)))))
         prompt_tokens, completion_tokens, teacher_seconds = usage_totals(proposals)
         return TaskOutcome(
             followups=[{"round": round_no, "retry": retry}],
@@ -135,33 +150,22 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
             summary={"round": round_no, "proposed": 0, "failed_calls": len(proposals)},
             system_prompt=system,
         )
-
-    examples: list[ExampleOut] = []
-    candidates, failed_calls = read_proposals(proposals, examples, propose_sampling.as_dict())
-    done = await curate_and_answer(
-        task,
-        ctx,
-        Curation(system, config, remaining, propose_sampling.as_dict()),
-        candidates,
-        examples,
-    )
+    done = await flow.finish()
     examples, accepted, followups = done.examples, done.accepted, done.followups
-    dedup_config, snapshot = done.dedup_config, done.snapshot
     prompt_tokens, completion_tokens, teacher_seconds = usage_totals([*proposals, *done.answers])
-    reached = progress["accepted"] + len(accepted) >= params["target"]
-    next_round = round_no + params.get("parallel_rounds", 1)  # the next round of this lane
-    next_stop = (
-        "target reached"
-        if reached
-        else stop_reason(
-            params,
-            {
-                **progress,
-                "prompt_tokens": progress["prompt_tokens"] + prompt_tokens,
-                "completion_tokens": progress["completion_tokens"] + completion_tokens,
-            },
-            next_round,
-        )
+    next_round = round_no + lanes  # the next round of this lane
+    # the next round of the lane always runs (unless a budget or the round cap stops it): it
+    # stops at once when the lane's share is stored, judged on what was committed, not on what
+    # this round hopes to commit (the commit may still drop some of it)
+    next_stop = stop_reason(
+        params,
+        {
+            **progress,
+            "accepted": 0,
+            "prompt_tokens": progress["prompt_tokens"] + prompt_tokens,
+            "completion_tokens": progress["completion_tokens"] + completion_tokens,
+        },
+        next_round,
     )
     return TaskOutcome(
         examples=examples,
@@ -171,16 +175,23 @@ async def run(task: TaskInput, ctx: MethodContext) -> TaskOutcome:
         completion_tokens=completion_tokens,
         teacher_seconds=teacher_seconds,
         stop_reason=next_stop,
-        max_accepted=remaining,
-        recheck=recheck_against([(e.item_index, e.instruction) for e in accepted], dedup_config),
+        max_accepted=quota,
+        recheck=recheck_against([(e.item_index, e.instruction) for e in accepted], flow.dedup),
         # rows a parallel round committed after our snapshot carry a time at most a little earlier
-        recheck_since=snapshot - RECHECK_MARGIN,
+        recheck_since=flow.snapshot - RECHECK_MARGIN,
+        recheck_skip=flow.pool.seen_since(flow.snapshot - RECHECK_MARGIN),
         summary={
             "round": round_no,
-            "proposed": len(candidates),
+            "lane": lane,
+            "quota": quota,
+            "proposed": len(flow.candidates),
+            "proposal_calls": len(proposals),
             "answered": done.answered,
             "accepted": len(accepted),
-            "failed_calls": failed_calls,
+            "failed_calls": flow.failed_calls,
+            # teacher tokens of candidates left unanswered over the target (their share of
+            # their proposal call): what the job report counts as wasted besides commit drops
+            "over_target_tokens": round(flow.over_target_tokens),
             "languages": list(config.languages or ()),
             # answers the judge (params.judge) could not score: kept, without a score
             "judge_failed": sum(1 for e in examples if "judge_failed" in e.meta),
@@ -211,6 +222,231 @@ class Curated:
     followups: list[dict[str, Any]]  # answer retries (payload ``answer``)
     dedup_config: dedup.DedupConfig
     snapshot: dt.datetime  # when the dataset pool was read
+
+
+class Stream:
+    """One expansion round as a pipeline: every proposal call is its own request; as each
+    returns, its tasks are curated (against the worker's index of the dataset's pool and the
+    round's own kept tasks) and the kept ones are sent to be answered at once, while the other
+    proposals are still out. No more tasks are answered than the round's quota (`Curation.room`)
+    still takes: the rest wait in a reserve, answered only when an answer is rejected, and end
+    as ``over_target``. More proposal calls go out, at most ``calls_per_round`` at a time, while
+    what is accepted and what is in flight (at the rates seen so far) falls short of the quota;
+    `WAVES` x ``calls_per_round`` calls in all when the target is far, ``calls_per_round``
+    otherwise."""
+
+    def __init__(
+        self,
+        task: TaskInput,
+        ctx: MethodContext,
+        round_: Curation,
+        request: Callable[[int, int], TeacherRequest],
+    ) -> None:
+        self.task, self.ctx, self.round, self.request = task, ctx, round_, request
+        params = task.params
+        self.dedup = dedup.DedupConfig(threshold=params["similarity_threshold"])
+        self.window = int(params["calls_per_round"])
+        self.per_call = int(params["candidates_per_call"])
+        far = round_.room >= 2 * self.window * self.per_call
+        self.max_calls = self.window * WAVES if far else self.window
+        self.examples: list[ExampleOut] = []
+        self.candidates: list[tuple[Candidate, Rejection | None, dict[str, Any]]] = []
+        self.proposals: list[TeacherResult] = []
+        self.answers: list[TeacherResult] = []
+        self.asked = 0  # candidates asked of the proposal calls in flight
+        self.seen = 0  # candidates proposed by the calls returned
+        self.twins: dict[int, int] = {}  # candidate -> the earlier candidate it duplicates
+        self.slots: dict[int, int] = {}  # candidate -> its example's position (item index)
+        self.answered: set[int] = set()
+        self.unanswered: list[int] = []  # answer call failed: to a follow-up task
+        self.reserve: deque[int] = deque()  # kept, not (yet) answered
+        self.share: dict[int, float] = {}  # candidate -> its share of its call's tokens
+        self.local = dedup.NearDupIndex(self.dedup)  # the round's kept tasks
+        self.local_owner: list[int] = []  # position in `local` -> candidate
+        self.accepted = self.answering = self.launched = self.returned = 0
+        self.kept = self.judged = self.judged_ok = self.failed_calls = 0
+        self.over_target_tokens = 0.0
+        self.pending: dict[asyncio.Future[Any], tuple[str, Any]] = {}
+
+    async def run(self) -> None:
+        """Propose, curate and answer until nothing is in flight."""
+        self.pool, self.snapshot = await pool_index.pool_index(
+            self.ctx, self.task.dataset_id, self.dedup
+        )
+        self.benchmarks = await job_benchmarks(self.task, self.ctx)
+        while count := self._next_count():
+            self._propose(count)
+        while self.pending:
+            done, _ = await asyncio.wait(self.pending, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                kind, what = self.pending.pop(future)
+                if kind == "propose":
+                    self.asked -= what[1]
+                    self._on_proposal(what[0], future.result()[0])
+                else:
+                    self._on_answers(what, *future.result())
+            while count := self._next_count():
+                self._propose(count)
+
+    def _propose(self, count: int) -> None:
+        call = self.launched
+        self.launched += 1
+        self.asked += count
+        future = asyncio.ensure_future(self.ctx.teacher.generate([self.request(call, count)]))
+        self.pending[future] = ("propose", (call, count))
+
+    def _next_count(self) -> int:
+        """Candidates to ask of one more proposal call now (0: none): what the quota still
+        lacks beyond what is accepted and in flight, at the rates seen so far."""
+        if self.launched >= self.max_calls or self.launched - self.returned >= self.window:
+            return 0
+        keep = self.kept / self.seen if self.seen >= 10 else YIELD_PRIOR
+        rate = self.judged_ok / self.judged if self.judged >= 10 else ANSWER_PRIOR
+        expected = (
+            self.accepted
+            + len(self.unanswered)
+            + (self.answering + len(self.reserve) + self.asked * keep) * rate
+        )
+        lacking = self.round.room - expected
+        if lacking <= 0:
+            return 0
+        return min(self.per_call, math.ceil(lacking / max(keep * rate, 0.05)))
+
+    def _on_proposal(self, call: int, result: TeacherResult) -> None:
+        self.proposals.append(result)
+        self.returned += 1
+        found, failed = read_proposals(
+            [result], self.examples, self.round.sampling, self.round.prompt_id, first_call=call
+        )
+        self.failed_calls += failed
+        self.seen += len(found)
+        if not found:
+            return
+        tokens = (result.usage.prompt_tokens + result.usage.completion_tokens) / len(found)
+        verdicts, positions, matched = curate_batch(
+            found,
+            self.task.params.get("filters"),
+            self.pool.index,
+            self.benchmarks,
+            self.round.filter_config,
+            self.local,
+        )
+        base = len(self.candidates)
+        for k, ((candidate, meta), verdict) in enumerate(zip(found, verdicts, strict=True)):
+            c = base + k
+            self.candidates.append((candidate, verdict, meta))
+            self.share[c] = tokens
+            if k in positions:
+                self.local_owner.append(c)
+            elif k in matched:  # a near copy of a task this round kept
+                self.twins[c] = self.local_owner[matched[k]]
+        to_answer: list[int] = []
+        for k, verdict in enumerate(verdicts):
+            c = base + k
+            if verdict is not None:
+                self._reject(c, verdict)
+                continue
+            self.kept += 1
+            if self._room() > len(to_answer):
+                to_answer.append(c)
+            else:
+                self.reserve.append(c)
+        self._answer(to_answer, f"answer{call}")
+
+    def _room(self) -> int:
+        return self.round.room - self.accepted - self.answering - len(self.unanswered)
+
+    def _reject(self, c: int, rejection: Rejection) -> None:
+        candidate, _, meta = self.candidates[c]
+        self.slots[c] = len(self.examples)
+        self.examples.append(
+            rejected(
+                len(self.examples),
+                candidate,
+                rejection,
+                meta,
+                self.round.sampling,
+                self.round.prompt_id,
+            )
+        )
+
+    def _answer(self, cs: list[int], tag: str) -> None:
+        if not cs:
+            return
+        self.answering += len(cs)
+        items = [(self.candidates[c][0], self.candidates[c][2]) for c in cs]
+        future = asyncio.ensure_future(
+            answer_tasks(
+                self.task, self.ctx, self.round.system, items, self.round.filter_config, tag
+            )
+        )
+        self.pending[future] = ("answer", cs)
+
+    def _on_answers(
+        self, cs: list[int], results: list[TeacherResult], made: list[ExampleOut | None]
+    ) -> None:
+        self.answering -= len(cs)
+        self.answers += results
+        fresh = []
+        for c, example in zip(cs, made, strict=True):
+            if example is None:
+                self.unanswered.append(c)
+                continue
+            self.slots[c] = example.item_index = len(self.examples)
+            self.examples.append(example)
+            self.answered.add(c)
+            fresh.append(example)
+        reject_contaminated(fresh, self.benchmarks)
+        for example in fresh:
+            self.judged += 1
+            if example.status == "accepted":
+                self.judged_ok += 1
+                self.accepted += 1
+        more = [self.reserve.popleft() for _ in range(min(self._room(), len(self.reserve)))]
+        self._answer(more, f"more{len(self.answers)}")
+
+    async def finish(self) -> Curated:
+        """The reserve left over as ``over_target``, failed answers to a follow-up task,
+        twins of rejected answers answered (:func:`answer_twins`)."""
+        task, round_ = self.task, self.round
+        round_no = int(task.payload.get("round", 0))
+        late = Rejection(OVER_TARGET, "the target needs no more candidates this round")
+        while self.reserve:
+            c = self.reserve.popleft()
+            self.over_target_tokens += self.share.get(c, 0.0)
+            self._reject(c, late)
+        followups: list[dict[str, Any]] = []
+        since = self.snapshot - RECHECK_MARGIN
+        if self.unanswered:
+            errors = [r for r in self.answers if r.error is not None]
+            retry = retry_followup(
+                task.payload, len(self.unanswered), first_error(errors, list(range(len(errors))))
+            )
+            items = [(self.candidates[c][0], self.candidates[c][2]) for c in self.unanswered]
+            followups.append(answer_followup(items, round_no, retry, since))
+        more, carried, dropped = await answer_twins(
+            task,
+            self.ctx,
+            TwinRound(
+                round_.system, round_.filter_config, self.benchmarks, self.dedup, round_.room
+            ),
+            self.candidates,
+            self.twins,
+            self.slots,
+            self.examples,
+            set(self.answered),
+            list(self.unanswered),
+        )
+        self.answers += more
+        if carried:
+            retry = int(task.payload.get("retry", 0))  # not a teacher failure of theirs
+            followups.append(answer_followup(carried, round_no, retry, since))
+        examples = [e for e in self.examples if e.item_index not in dropped]
+        accepted = [e for e in examples if e.status == "accepted"]
+        answered = self.judged + len(self.unanswered)
+        return Curated(
+            examples, accepted, self.answers, answered, followups, self.dedup, self.snapshot
+        )
 
 
 async def curate_and_answer(
@@ -422,12 +658,13 @@ def read_proposals(
     examples: list[ExampleOut],
     sampling: dict[str, Any],
     prompt_id: str = PROPOSE_ID,
+    first_call: int = 0,
 ) -> tuple[list[tuple[Candidate, dict[str, Any]]], int]:
     """The candidates proposed; unreadable proposals become rejected examples (raw text kept),
     recorded as of the proposal prompt `prompt_id` (curation's is its own)."""
     candidates: list[tuple[Candidate, dict[str, Any]]] = []
     failed = 0
-    for call, result in enumerate(results):
+    for call, result in enumerate(results, start=first_call):
         if result.error is not None or not result.generations:
             failed += 1
             continue
@@ -669,6 +906,46 @@ def curate_instructions(
         if rejection is not None and match >= base and twins is not None:
             twins[i] = kept[match - base]  # kept candidates join the pool in order
     return [(c, v, meta) for (c, meta), v in zip(candidates, verdicts, strict=True)]
+
+
+def curate_batch(
+    candidates: Sequence[tuple[Candidate, dict[str, Any]]],
+    names: Sequence[str] | None,
+    pool: dedup.NearDupIndex,
+    benchmarks: decontamination.Index | None,
+    filter_config: filters.FilterConfig | None,
+    local: dedup.NearDupIndex,
+) -> tuple[list[Rejection | None], dict[int, int], dict[int, int]]:
+    """:func:`curate_instructions` for a pipelined round: the survivors of the filters are
+    checked against `pool` (left as it is: the worker's index of the dataset), then in order
+    against `local` (the round's kept tasks, which the kept ones join). Returns the verdicts,
+    the `local` position of each kept candidate, and for each candidate rejected as a near copy
+    of a task of `local` that position (its twin)."""
+    steps = list(names) if names is not None else list(filters.INSTRUCTION_FILTERS)
+    config = filter_config or filters.FilterConfig()
+    verdicts = [filters.apply_filters(c, steps, config) for c, _ in candidates]
+    verdicts = [
+        v or decontamination.check_candidate(c, benchmarks)
+        for (c, _), v in zip(candidates, verdicts, strict=True)
+    ]
+    survivors = [i for i, v in enumerate(verdicts) if v is None]
+    found, _ = dedup.check_batch([_dedup_text(candidates[i][0]) for i in survivors], pool)
+    for i, rejection in zip(survivors, found, strict=True):
+        verdicts[i] = rejection
+    survivors = [i for i in survivors if verdicts[i] is None]
+    base = len(local)
+    found, matches = dedup.dedupe_batch_matches(
+        [_dedup_text(candidates[i][0]) for i in survivors], local
+    )
+    positions: dict[int, int] = {}
+    matched: dict[int, int] = {}
+    for i, rejection, match in zip(survivors, found, matches, strict=True):
+        verdicts[i] = rejection
+        if rejection is None:
+            positions[i] = base + len(positions)
+        else:
+            matched[i] = match
+    return verdicts, positions, matched
 
 
 def _dedup_text(candidate: Candidate) -> str:
