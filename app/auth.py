@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import asyncpg_reads
 from app.db import utcnow
 from app.errors import NotFound, Unauthorized
 from app.models import ApiKey, Tenant
+from app.state import Database
 
 KEY_PREFIX = "dk_"
 
@@ -53,6 +56,29 @@ async def revoke_key(*, session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
     return key
+
+
+_KEY_LOOKUP = select(ApiKey.tenant_id, ApiKey.revoked_at).where(
+    ApiKey.key_hash == bindparam("key_hash")
+)
+_KEY_LOOKUP_PG = asyncpg_reads.Statement.of(_KEY_LOOKUP)
+
+
+async def tenant_for_key_hash(*, db: Database, key_hash: str) -> uuid.UUID:
+    """The tenant of a live key by its hash, or 401: what every authenticated API request runs,
+    so one cached Core statement on a pooled connection, no ORM session. Not cached between
+    requests: a revoked key is refused from the next request on. On Postgres straight on
+    asyncpg (app.asyncpg_reads)."""
+    row: Any
+    if db.dialect == "postgresql":
+        args = _KEY_LOOKUP_PG.args({"key_hash": key_hash})
+        row = await asyncpg_reads.run(db, lambda driver: driver.fetchrow(_KEY_LOOKUP_PG.sql, *args))
+    else:
+        async with db.quick_read() as conn:
+            row = (await conn.execute(_KEY_LOOKUP, {"key_hash": key_hash})).mappings().first()
+    if row is None or row["revoked_at"] is not None:
+        raise Unauthorized("invalid or revoked API key")
+    return row["tenant_id"]  # type: ignore[no-any-return]
 
 
 async def tenant_for_key(*, session: AsyncSession, key: str) -> uuid.UUID:

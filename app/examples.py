@@ -6,6 +6,7 @@ never stored twice, whether they repeat inside one upload or an earlier one.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import paging, validation
+from app.db import utcnow
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from app.hashing import content_hash
 from app.ids import uuid7
@@ -26,6 +28,7 @@ from app.schemas import ExampleIn
 MAX_REPORTED_ERRORS = 20
 INSERT_CHUNK = 1000
 ANALYZE_AFTER = 1000  # rows inserted by one upload
+ANALYZE_SHARE = 0.1  # ... and this share of the table's rows (autovacuum's default)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
 
 
@@ -228,16 +231,75 @@ async def add_seeds(
             seen.add(row["content_hash"])
             rows.append(row)
     dialect = session.get_bind().dialect.name
-    stmt = insert_ignoring_conflicts(dialect).returning(Example.id)
     inserted = 0
-    for start in range(0, len(rows), INSERT_CHUNK):
-        result = await session.execute(stmt, rows[start : start + INSERT_CHUNK])
-        inserted += len(result.all())
+    if dialect == "postgresql":
+        inserted = await _copy_seed_rows(session, rows)
+    else:
+        stmt = insert_ignoring_conflicts(dialect).returning(Example.id)
+        for start in range(0, len(rows), INSERT_CHUNK):
+            result = await session.execute(stmt, rows[start : start + INSERT_CHUNK])
+            inserted += len(result.all())
     if inserted >= ANALYZE_AFTER and dialect == "postgresql":
         # fresh statistics now, not when autovacuum gets to it: without them the planner scans
-        # the whole dataset for the workers' first lookups by id and content hash
-        await session.execute(text("ANALYZE examples"))
+        # the whole dataset for the workers' first lookups by id and content hash. Only when
+        # the upload changes the table by autovacuum's own measure (a tenth of its rows, or
+        # never analyzed): ANALYZE samples 30k rows all over the table (0.6 s at 1M rows)
+        known = await session.scalar(
+            text("SELECT reltuples FROM pg_class WHERE oid = 'examples'::regclass")
+        )
+        if known is None or known <= 0 or inserted >= ANALYZE_SHARE * known:
+            await session.execute(text("ANALYZE examples"))
     return inserted, len(examples) - inserted
+
+
+SEED_COLUMNS = (
+    "id", "dataset_id", "origin", "status", "instruction", "input", "output", "messages",
+    "metadata", "content_hash", "dedup_key", "created_at",
+)  # fmt: skip
+
+
+def _json_text(value: Any) -> str:
+    """`value` as SQLAlchemy's JSON type writes it (json.dumps, None as JSON null)."""
+    if value is None:
+        return "null"
+    return "{}" if value == {} else json.dumps(value)
+
+
+async def _copy_seed_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Postgres: `rows` (seed_row's) COPYed into a temporary table of the session's
+    transaction, then moved into examples with ON CONFLICT DO NOTHING (the same unique keys as
+    :func:`insert_ignoring_conflicts`): one round trip of binary rows instead of thousands of
+    bound parameters. Returns how many were inserted."""
+    conn = await session.connection()
+    # through SQLAlchemy first: that begins the session's transaction on the connection (its
+    # asyncpg adapter begins lazily), which the driver calls below then run in
+    await conn.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS seed_upload (LIKE examples INCLUDING DEFAULTS) "
+        "ON COMMIT DELETE ROWS"
+    )
+    raw = await conn.get_raw_connection()
+    pg: Any = raw.driver_connection
+    if not pg.is_in_transaction():
+        raise RuntimeError("seed rows are copied inside the upload's transaction")
+    await pg.execute("TRUNCATE seed_upload")  # an earlier upload of this same transaction
+    created = utcnow()
+    # JSON columns as SQLAlchemy writes them (json.dumps; None as JSON null): the codec the
+    # dialect sets on its connections takes JSON text
+    records = [
+        (
+            r["id"], r["dataset_id"], r["origin"], r["status"], r["instruction"], r["input"],
+            r["output"], _json_text(r["messages"]), _json_text(r["metadata"]),
+            r["content_hash"], r["dedup_key"], created,
+        )
+        for r in rows
+    ]  # fmt: skip
+    await pg.copy_records_to_table("seed_upload", records=records, columns=SEED_COLUMNS)
+    names = ", ".join(SEED_COLUMNS)
+    status = await pg.execute(
+        f"INSERT INTO examples ({names}) SELECT {names} FROM seed_upload ORDER BY id "
+        "ON CONFLICT DO NOTHING"
+    )
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def list_examples(

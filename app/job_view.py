@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy import exc as sa_exc
 
-from app import job_counters, jobs, workers
+from app import asyncpg_reads, job_counters, jobs, workers
 from app.db import utcnow
 from app.errors import NotFound
 from app.health import job_health
@@ -68,6 +68,10 @@ _JOB = _job_statement()
 _LIVE_WORKERS = _workers_statement()
 
 
+_JOB_PG = asyncpg_reads.Statement.of(_JOB)
+_LIVE_WORKERS_PG = asyncpg_reads.Statement.of(_LIVE_WORKERS)
+
+
 async def read_job(
     db: Database, *, tenant_id: uuid.UUID, job_id: uuid.UUID, heartbeat_seconds: float
 ) -> JobRead:
@@ -76,12 +80,62 @@ async def read_job(
     A connection the database dropped (a restart) is replaced once: the read is idempotent, so
     the caller sees the answer rather than a 503 while the pool refills.
     """
+    if db.dialect == "postgresql":
+        return await _read_asyncpg(db, tenant_id, job_id, heartbeat_seconds)
     try:
         return await _read(db, tenant_id, job_id, heartbeat_seconds)
     except sa_exc.DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
     return await _read(db, tenant_id, job_id, heartbeat_seconds)
+
+
+async def read_job_json(
+    db: Database, *, tenant_id: uuid.UUID, job_id: uuid.UUID, heartbeat_seconds: float
+) -> bytes:
+    """``read_job`` serialised as FastAPI would send it for ``response_model=JobRead`` (the same
+    pydantic serializer, so the same bytes), without FastAPI's validate-then-serialise round
+    trip of the returned model."""
+    read = await read_job(
+        db, tenant_id=tenant_id, job_id=job_id, heartbeat_seconds=heartbeat_seconds
+    )
+    return _JOB_READ_JSON(read)
+
+
+_JOB_READ_JSON = JobRead.__pydantic_serializer__.to_json
+
+
+async def _read_asyncpg(
+    db: Database, tenant_id: uuid.UUID, job_id: uuid.UUID, heartbeat_seconds: float
+) -> JobRead:
+    """Postgres: the two statements straight on asyncpg (app.asyncpg_reads: about half the
+    CPU of the same statements through SQLAlchemy's execution layer)."""
+    return await asyncpg_reads.run(
+        db, lambda driver: _fetch_asyncpg(driver, tenant_id, job_id, heartbeat_seconds)
+    )
+
+
+async def _fetch_asyncpg(
+    driver: Any, tenant_id: uuid.UUID, job_id: uuid.UUID, heartbeat_seconds: float
+) -> JobRead:
+    record = await driver.fetchrow(
+        _JOB_PG.sql, *_JOB_PG.args({"job_id": job_id, "tenant_id": tenant_id})
+    )
+    if record is None:
+        raise NotFound(f"job {job_id} not found")
+    values = dict(record)
+    live: list[Worker] = []
+    if values["status"] not in TERMINAL_STATUSES:
+        cutoff = utcnow() - dt.timedelta(seconds=workers.live_window(heartbeat_seconds))
+        rows = await driver.fetch(_LIVE_WORKERS_PG.sql, *_LIVE_WORKERS_PG.args({"cutoff": cutoff}))
+        live = [Worker(**dict(r)) for r in rows]
+    return _job_read(values, live)
+
+
+def _job_read(values: dict[str, Any], live: list[Worker]) -> JobRead:
+    retrying = bool(values.pop("retrying")) and values["status"] == "running"
+    job = Job(**values)
+    return jobs.job_read(job, job_health(job, live, retrying))
 
 
 async def _read(
@@ -98,6 +152,4 @@ async def _read(
             cutoff = utcnow() - dt.timedelta(seconds=window)
             result = await conn.execute(_LIVE_WORKERS, {"cutoff": cutoff})
             live = [Worker(**r._asdict()) for r in result]
-    retrying = bool(values.pop("retrying")) and values["status"] == "running"
-    job = Job(**values)
-    return jobs.job_read(job, job_health(job, live, retrying))
+    return _job_read(values, live)

@@ -29,7 +29,7 @@ import psutil
 from app import migrate
 
 PG = os.environ.get("DISTILLERY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-DB = "distillery_bench_export"
+DB = os.environ.get("DISTILLERY_BENCH_EXPORT_DB", "distillery_bench_export")
 DATASET = "00000000-0000-7000-8000-00000000beef"
 UPLOAD_BATCH = 25_000  # ~11 MB of JSONL a request
 

@@ -93,6 +93,22 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
+def quick(settings: Settings) -> Settings:
+    """Settings for a worker in the test's process: short leases, polls and retries."""
+    return settings.model_copy(
+        update={
+            "lease_seconds": 5.0,
+            "heartbeat_seconds": 1.0,
+            "poll_interval_seconds": 0.05,
+            "retry_base_seconds": 0.05,
+            "retry_max_seconds": 0.5,
+            "shutdown_grace_seconds": 1.0,
+            "worker_concurrency": 2,
+        }
+    )
+
+
+@pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[Database]:
     db = Database.from_url(settings.database_url)
     yield db

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from sqlalchemy import select
 
 from app.config import Settings
@@ -24,21 +23,6 @@ from tests.test_runner import running, status_is, until
 from workers.prompts import skill_system_prompt
 
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-@pytest.fixture
-def quick(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "lease_seconds": 5.0,
-            "heartbeat_seconds": 1.0,
-            "poll_interval_seconds": 0.05,
-            "retry_base_seconds": 0.05,
-            "retry_max_seconds": 0.5,
-            "shutdown_grace_seconds": 1.0,
-            "worker_concurrency": 2,
-        }
-    )
 
 
 def post_job(client: httpx.Client, dataset_id: str, **params: Any) -> dict[str, Any]:

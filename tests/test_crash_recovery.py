@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -25,67 +21,10 @@ from app import job_counters
 from app.models import Example, Job, Task, TaskEvent
 from app.state import Database
 from tests.conftest import PG_ADMIN_DB, PG_BASE
+from tests.kill_loop import Workers, kill_until_done, workers_factory  # noqa: F401  (fixture)
 from tests.worker_proc import add_job, item_payloads
 
-ROOT = Path(__file__).resolve().parent.parent
 ITEMS = 1000
-
-
-class Workers:
-    """Worker processes, each logging to its own file; every one is killed at the end."""
-
-    def __init__(self, database_url: str, logs: Path, *args: str) -> None:
-        self.database_url = database_url
-        self.logs = logs
-        self.args = args
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.names: dict[int, str] = {}  # pid -> worker id
-        self.started = 0
-
-    def start(self) -> subprocess.Popen[bytes]:
-        self.started += 1
-        name = f"worker-{self.started}"
-        with (self.logs / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.worker_proc", "--database-url", self.database_url,
-                 "--worker-id", name, *self.args],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        self.procs.append(proc)
-        self.names[proc.pid] = name
-        return proc
-
-    def alive(self) -> list[subprocess.Popen[bytes]]:
-        return [p for p in self.procs if p.poll() is None]
-
-    def kill9(self, proc: subprocess.Popen[bytes]) -> None:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in self.alive():
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill9(proc)
-
-    def tail(self) -> str:
-        parts = []
-        for path in sorted(self.logs.glob("worker-*.log")):
-            text = path.read_text(errors="replace").strip()
-            if text:
-                parts.append(f"--- {path.name}\n{text[-1500:]}")
-        return "\n".join(parts)
-
-
-@pytest.fixture
-def workers_factory(tmp_path: Path) -> Iterator[list[Workers]]:
-    made: list[Workers] = []
-    yield made
-    for group in made:
-        group.stop_all()
 
 
 async def job_state(db: Database, job_id: uuid.UUID) -> tuple[str, int]:
@@ -96,18 +35,6 @@ async def job_state(db: Database, job_id: uuid.UUID) -> tuple[str, int]:
             )
         ).one()
     return row.status, row.completed
-
-
-async def task_holders(db: Database, job_id: uuid.UUID) -> set[str]:
-    """The workers holding a task of the job now, on a first or second attempt (a task killed
-    on every attempt fails for good, as it should: the test is about recovery)."""
-    async with db.reading() as session:
-        owners = await session.scalars(
-            select(Task.lease_owner).where(
-                Task.job_id == job_id, Task.status == "running", Task.attempts <= 2
-            )
-        )
-        return {o for o in owners.all() if o}
 
 
 async def check_exactly_once(db: Database, job_id: uuid.UUID, items: int) -> None:
@@ -134,37 +61,22 @@ async def check_exactly_once(db: Database, job_id: uuid.UUID, items: int) -> Non
 
 @pytest.mark.slow
 async def test_kill9_workers_again_and_again(
-    database_url: str, tmp_path: Path, workers_factory: list[Workers]
+    database_url: str,
+    tmp_path: Path,
+    workers_factory: list[Workers],  # noqa: F811
 ) -> None:
-    seed = random.randrange(1_000_000)
-    rng = random.Random(seed)
     db = Database.from_url(database_url)
     # 100 tasks of 10 items; 5 teacher calls of 0.1 s each: a task lasts ~0.5 s
     job_id = await add_job(db, item_payloads(ITEMS, 10), params={"batch": 2})
     workers = Workers(database_url, tmp_path, "--lease", "2", "--heartbeat", "0.5",
                       "--concurrency", "2", "--delay", "0.1")  # fmt: skip
     workers_factory.append(workers)
-    for _ in range(3):
-        workers.start()
-    kills = 0
     try:
-        deadline = time.monotonic() + 80
-        while time.monotonic() < deadline:
-            status, completed = await job_state(db, job_id)
-            if status != "running" and status != "queued":
-                break
-            await asyncio.sleep(rng.uniform(0.3, 1.0))
-            if kills < 15 and completed < ITEMS * 0.9:
-                # a worker holding a task, mostly; sometimes any (one still starting). A loaded
-                # machine starts a worker in seconds: random picks alone hit only those
-                holders = await task_holders(db, job_id)
-                busy = [p for p in workers.alive() if workers.names[p.pid] in holders]
-                if busy or rng.random() < 0.2:
-                    workers.kill9(rng.choice(busy or workers.alive()))
-                    kills += 1
-                    workers.start()
-        else:
-            raise AssertionError(f"job did not finish (seed {seed})\n{workers.tail()}")
+        run = await kill_until_done(
+            db, job_id, workers, start=3, timeout=80, max_kills=15,
+            progress=lambda job: job.completed, kill_below=ITEMS * 0.9, aim=True, pause=(0.3, 1.0),
+        )  # fmt: skip
+        seed, kills = run.seed, run.kills
         await check_exactly_once(db, job_id, ITEMS)
         async with db.reading() as session:
             takeovers = await session.scalar(
@@ -206,7 +118,9 @@ def restart_postgres() -> None:
 
 @pytest.mark.slow
 async def test_workers_ride_out_a_postgres_restart(
-    pg_database_url: str, tmp_path: Path, workers_factory: list[Workers]
+    pg_database_url: str,
+    tmp_path: Path,
+    workers_factory: list[Workers],  # noqa: F811
 ) -> None:
     items = 500
     db = Database.from_url(pg_database_url)

@@ -3,8 +3,6 @@ an in-process worker; the per-leaf cap at commit; kill -9 of workers mid-job."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 import uuid
 from collections import Counter
@@ -14,14 +12,14 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from app import job_counters, jobs
+from app import jobs
 from app.config import Settings
 from app.models import DEFAULT_TENANT_ID, Example, Job, Skill, Task
 from app.schemas import CurationJobCreate
 from app.state import Database
 from tests.curation_teacher import CurationTeacher, proposed_paths
 from tests.factories import make_dataset
-from tests.test_crash_recovery import Workers, workers_factory  # noqa: F401  (fixture)
+from tests.kill_loop import Workers, kill_until_done, workers_factory  # noqa: F401  (fixture)
 from tests.test_expansion import (
     assert_no_near_duplicates,
     export,
@@ -340,8 +338,6 @@ async def test_kill9_during_curation_loses_and_doubles_nothing(
     tmp_path: Path,
     workers_factory: list[Workers],  # noqa: F811
 ) -> None:
-    seed = random.randrange(1_000_000)
-    rng = random.Random(seed)
     db = Database.from_url(database_url)
     job_id = await start_crash_job(db)
     total = 9 * CRASH_QUOTA
@@ -349,26 +345,12 @@ async def test_kill9_during_curation_loses_and_doubles_nothing(
     workers = Workers(database_url, tmp_path, "--teacher", "selfinstruct", "--lease", "2",
                       "--heartbeat", "0.5", "--concurrency", "3", "--delay", "0.15")  # fmt: skip
     workers_factory.append(workers)
-    for _ in range(2):
-        workers.start()
-    kills = 0
     try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            async with db.reading() as session:
-                job = await session.get(Job, job_id, populate_existing=True)
-                assert job is not None
-                await job_counters.load(session, [job])
-            assert job is not None
-            if job.status not in ("queued", "running"):
-                break
-            await asyncio.sleep(rng.uniform(0.3, 0.9))
-            if kills < 8 and job.accepted < total * 0.8:
-                workers.kill9(rng.choice(workers.alive()))
-                kills += 1
-                workers.start()
-        else:
-            raise AssertionError(f"job did not finish (seed {seed})\n{workers.tail()}")
+        run = await kill_until_done(
+            db, job_id, workers, start=2, timeout=150, max_kills=8,
+            progress=lambda job: job.accepted, kill_below=total * 0.8,
+        )  # fmt: skip
+        job, kills, seed = run.job, run.kills, run.seed
         assert job.status == "succeeded", (job.error, seed, workers.tail())
         async with db.reading() as session:
             rows = (

@@ -9,8 +9,6 @@ taxonomy openings recording their leaf, cancellation, and kill -9 of workers mid
 from __future__ import annotations
 
 import asyncio
-import random
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -30,8 +28,8 @@ from app.schemas import DialogueJobCreate, ExampleIn
 from app.state import Database
 from tests.dialogue_teacher import BREAK_TEXT, DialogueTeacher, answer_text, user_text
 from tests.factories import make_dataset, upload_seeds
+from tests.kill_loop import Workers, kill_until_done, workers_factory  # noqa: F401  (fixture)
 from tests.test_api_datasets import assert_error
-from tests.test_crash_recovery import Workers, workers_factory  # noqa: F401  (fixture)
 from tests.test_queue import examples_of, job_row, tasks_of
 from tests.test_runner import running, status_is, until
 from tests.worker_proc import add_dataset
@@ -46,18 +44,8 @@ SKILL = {"name": "study coach", "description": "help people learn a subject step
 
 
 @pytest.fixture
-def quick(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "lease_seconds": 5.0,
-            "heartbeat_seconds": 1.0,
-            "poll_interval_seconds": 0.05,
-            "retry_base_seconds": 0.05,
-            "retry_max_seconds": 0.3,
-            "shutdown_grace_seconds": 1.0,
-            "worker_concurrency": 2,
-        }
-    )
+def quick(quick: Settings) -> Settings:
+    return quick.model_copy(update={"retry_max_seconds": 0.3})
 
 
 def post_job(
@@ -510,30 +498,18 @@ async def test_kill9_during_dialogue(
     tmp_path: Path,
     workers_factory: list[Workers],  # noqa: F811
 ) -> None:
-    seed = random.randrange(1_000_000)
-    rng = random.Random(seed)
     db = Database.from_url(database_url)
     job_id = await start_dialogue(db)
     workers = Workers(database_url, tmp_path, "--teacher", "dialogue", "--lease", "2",
                       "--heartbeat", "0.5", "--concurrency", "2", "--delay", "0.1")  # fmt: skip
     workers_factory.append(workers)
-    for _ in range(2):
-        workers.start()
-    kills = 0
     total = OPENINGS * PER_OPENING
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            job = await job_row(db, job_id)
-            if job.status not in ("queued", "running"):
-                break
-            await asyncio.sleep(rng.uniform(0.3, 0.9))
-            if kills < 6 and job.completed < total * 0.8:
-                workers.kill9(rng.choice(workers.alive()))
-                kills += 1
-                workers.start()
-        else:
-            raise AssertionError(f"job did not finish (seed {seed})\n{workers.tail()}")
+        run = await kill_until_done(
+            db, job_id, workers, start=2, timeout=120, max_kills=6,
+            progress=lambda job: job.completed, kill_below=total * 0.8,
+        )  # fmt: skip
+        job, kills, seed = run.job, run.kills, run.seed
         assert job.status == "succeeded", (job.error, seed)
         assert (job.total, job.completed, job.accepted, job.rejected, job.failed) == (
             total, total, total, 0, 0

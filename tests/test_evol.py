@@ -3,8 +3,6 @@ processes): exact totals, lineage, each elimination rule planted, curation, canc
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 import uuid
 from collections import Counter
@@ -16,16 +14,16 @@ import pytest
 from sqlalchemy import select
 
 from app import examples as examples_store
-from app import job_counters, jobs
+from app import jobs
 from app.config import Settings
 from app.kinds import EVOL_OPERATIONS
-from app.models import DEFAULT_TENANT_ID, Example, Job
+from app.models import DEFAULT_TENANT_ID, Example
 from app.schemas import EvolJobCreate, ExampleIn
 from app.state import Database
 from tests.evol_teacher import EvolTeacher
 from tests.factories import make_dataset, upload_seeds
+from tests.kill_loop import Workers, kill_until_done, workers_factory  # noqa: F401  (fixture)
 from tests.selfinstruct_teacher import vocabulary
-from tests.test_crash_recovery import Workers, workers_factory  # noqa: F401  (fixture)
 from tests.test_expansion import export, fast, start, wait_for  # noqa: F401  (fixture)
 from tests.worker_proc import add_dataset
 from workers.curation import dedup, filters
@@ -321,33 +319,17 @@ async def test_kill9_during_evol_loses_and_doubles_nothing(
     workers_factory: list[Workers],  # noqa: F811
 ) -> None:
     lineages, generations = 60, 3
-    seed = random.randrange(1_000_000)
-    rng = random.Random(seed)
     db = Database.from_url(database_url)
     job_id = await start_job(db, lineages, generations, chunk=5)
     workers = Workers(database_url, tmp_path, "--teacher", "evol", "--lease", "2",
                       "--heartbeat", "0.5", "--concurrency", "2", "--delay", "0.15")  # fmt: skip
     workers_factory.append(workers)
-    for _ in range(2):
-        workers.start()
-    kills = 0
     try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            async with db.reading() as session:
-                job = await session.get(Job, job_id)
-                assert job is not None
-                await job_counters.load(session, [job])
-            assert job is not None
-            if job.status not in ("queued", "running"):
-                break
-            await asyncio.sleep(rng.uniform(0.3, 0.9))
-            if kills < 8 and job.completed < lineages * generations * 0.8:
-                workers.kill9(rng.choice(workers.alive()))
-                kills += 1
-                workers.start()
-        else:
-            raise AssertionError(f"job did not finish (seed {seed})\n{workers.tail()}")
+        run = await kill_until_done(
+            db, job_id, workers, start=2, timeout=150, max_kills=8,
+            progress=lambda job: job.completed, kill_below=lineages * generations * 0.8,
+        )  # fmt: skip
+        job, kills, seed = run.job, run.kills, run.seed
         assert job.status == "succeeded", (job.error, seed)
         assert job.completed == job.total == lineages * generations, seed
         async with db.reading() as session:

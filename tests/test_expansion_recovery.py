@@ -3,21 +3,18 @@ exactly `target` accepted examples and no near duplicates among them (nor agains
 
 from __future__ import annotations
 
-import asyncio
-import random
-import time
 import uuid
 from pathlib import Path
 
 from sqlalchemy import select
 
 from app import examples as examples_store
-from app import job_counters, jobs
+from app import jobs
 from app.config import Settings
-from app.models import DEFAULT_TENANT_ID, Example, Job
+from app.models import DEFAULT_TENANT_ID, Example
 from app.schemas import ExampleIn, ExpansionJobCreate
 from app.state import Database
-from tests.test_crash_recovery import Workers, workers_factory  # noqa: F401  (fixture)
+from tests.kill_loop import Workers, kill_until_done, workers_factory  # noqa: F401  (fixture)
 from tests.test_expansion import assert_no_near_duplicates, seeds
 from tests.worker_proc import add_dataset
 
@@ -45,33 +42,17 @@ async def test_kill9_during_expansion(
     tmp_path: Path,
     workers_factory: list[Workers],  # noqa: F811
 ) -> None:
-    seed = random.randrange(1_000_000)
-    rng = random.Random(seed)
     db = Database.from_url(database_url)
     job_id = await start_job(db)
     workers = Workers(database_url, tmp_path, "--teacher", "selfinstruct", "--lease", "2",
                       "--heartbeat", "0.5", "--concurrency", "2", "--delay", "0.15")  # fmt: skip
     workers_factory.append(workers)
-    for _ in range(2):
-        workers.start()
-    kills = 0
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            async with db.reading() as session:
-                job = await session.get(Job, job_id)
-                assert job is not None
-                await job_counters.load(session, [job])
-            assert job is not None
-            if job.status not in ("queued", "running"):
-                break
-            await asyncio.sleep(rng.uniform(0.3, 0.9))
-            if kills < 8 and job.accepted < TARGET * 0.8:
-                workers.kill9(rng.choice(workers.alive()))
-                kills += 1
-                workers.start()
-        else:
-            raise AssertionError(f"job did not finish (seed {seed})\n{workers.tail()}")
+        run = await kill_until_done(
+            db, job_id, workers, start=2, timeout=120, max_kills=8,
+            progress=lambda job: job.accepted, kill_below=TARGET * 0.8,
+        )  # fmt: skip
+        job, kills, seed = run.job, run.kills, run.seed
         assert job.status == "succeeded", (job.error, seed)
         async with db.reading() as session:
             accepted = (

@@ -27,21 +27,6 @@ from workers.methods import judging
 from workers.teachers.base import TeacherRequest, TeacherUnavailable
 
 
-@pytest.fixture
-def quick(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "lease_seconds": 5.0,
-            "heartbeat_seconds": 1.0,
-            "poll_interval_seconds": 0.05,
-            "retry_base_seconds": 0.05,
-            "retry_max_seconds": 0.5,
-            "shutdown_grace_seconds": 1.0,
-            "worker_concurrency": 2,
-        }
-    )
-
-
 def post(client: httpx.Client, ds: str, kind: str, **params: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"dataset_id": ds, "kind": kind, "params": params}
     if "teacher" in params:
@@ -152,6 +137,14 @@ async def test_pointwise_judges_samples_and_existing_responses(
     assert teacher.inner.requests == 6  # the samples
     finished = await job_row(database, uuid.UUID(job["id"]))
     assert (finished.completed, finished.failed) == (3, 0)
+    # the web page's report shows the pairs and their margins as text, not JSON
+    page = client.get(f"/ui/jobs/{job['id']}/report")
+    assert page.status_code == 200, page.text[:500]
+    text = " ".join(re.sub(r"<[^>]+>", " ", page.text).split())
+    assert "prompts judged 3 prompts with a pair 3 preference pairs 3" in text
+    assert "margin min / median / max 7.00 / 7.00 / 7.00" in text
+    assert "7–8: 3" in text and "judgments failed 1" in text  # the histogram's bin of 7
+    assert '"pairs":' not in page.text
 
 
 def q_of(text: str) -> int:

@@ -9,33 +9,45 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from pydantic import TypeAdapter
+from sqlalchemy import text, update
 
 from app import auth, health, jobs
 from app.config import Settings
 from app.ids import uuid7
 from app.models import DEFAULT_TENANT_ID, Job, Task, Worker
+from app.schemas import JobRead
 from app.state import Database
+from tests.conftest import LiveServer
 from tests.test_health import new_job, register
 
 
-async def orm_view(db: Database, job_id: str) -> dict[str, Any]:
-    """The job as the ORM path reads it, as JSON."""
+async def orm_read(db: Database, job_id: str) -> JobRead:
+    """The job as the ORM path reads it."""
     async with db.reading() as session:
         job = await jobs.get_job(
             session=session, tenant_id=DEFAULT_TENANT_ID, job_id=uuid.UUID(job_id)
         )
         states = await health.health_of(session=session, jobs=[job], heartbeat_seconds=5.0)
-    read = jobs.job_read(job, states[job.id])
-    return read.model_dump(mode="json")
+    return jobs.job_read(job, states[job.id])
+
+
+async def orm_view(db: Database, job_id: str) -> dict[str, Any]:
+    """The job as the ORM path reads it, as JSON."""
+    return (await orm_read(db, job_id)).model_dump(mode="json")
 
 
 async def same(db: Database, client: httpx.Client, job_id: str) -> dict[str, Any]:
     response = client.get(f"/v1/jobs/{job_id}")
     assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
     got = response.json()
     assert got == await orm_view(db, job_id)
     assert list(got) == list(await orm_view(db, job_id))  # same keys, same order
+    # byte for byte what FastAPI sends for a JobRead (`response_model`): the route sends
+    # pre-serialised bytes, so spacing, key order, datetime and UUID forms must not drift
+    fastapi_bytes = TypeAdapter(JobRead).dump_json(await orm_read(db, job_id))
+    assert response.content == fastapi_bytes
     return got  # type: ignore[no-any-return]
 
 
@@ -104,4 +116,37 @@ async def test_other_tenants_job_is_not_found(settings: Settings, client: httpx.
         unknown = client.get(f"/v1/jobs/{uuid7()}")
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
     finally:
+        await db.engine.dispose()
+
+
+async def test_dead_pooled_connections_are_replaced(pg_database_url: str) -> None:
+    """Postgres reads go straight to asyncpg (app.asyncpg_reads): a pooled connection the
+    server dropped (restart, terminated backend) is invalidated and the read retried, so the
+    poll answers 200 (with and without a key), not 503."""
+    settings = Settings(database_url=pg_database_url, auto_migrate=False, auth=True)
+    db = Database.from_url(pg_database_url)
+    server = LiveServer(settings).start()
+    try:
+        async with db.transaction() as session:
+            _, key = await auth.add_key(session=session, tenant_name="t", name="k")
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+            job_id = new_job(client)["id"]
+            assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+            for _ in range(2):  # the key lookup, then the job read, each meets a dead one
+                async with db.engine.connect() as conn:
+                    await conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                await db.engine.dispose()
+                response = client.get(f"/v1/jobs/{job_id}")
+                assert response.status_code == 200, response.text
+                assert response.json()["id"] == job_id
+            revoked = client.get(f"/v1/jobs/{job_id}", headers={"Authorization": "Bearer dk_x"})
+            assert revoked.status_code == 401
+    finally:
+        server.stop()
         await db.engine.dispose()

@@ -30,7 +30,7 @@ from app.state import Database  # noqa: E402
 from tests.emulator_proc import EmulatorProcess  # noqa: E402
 from tests.factories import make_dataset, upload_seeds  # noqa: E402
 from tests.hf_server import running_hf_server  # noqa: E402
-from tests.test_scoring import post_job, quick, run_jobs  # noqa: E402, F401
+from tests.test_scoring import post_job, run_jobs  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 from workers.teachers.openai import OpenAITeacher  # noqa: E402
 from workers.teachers.tokenization import render_ids  # noqa: E402
@@ -175,7 +175,7 @@ def assert_parquet_equals_jsonl(parquet: bytes, rows: list[dict[str, Any]]) -> N
 async def test_labeling_and_scoring_over_http_export_the_models_distribution(
     client: httpx.Client,
     database: Database,
-    quick: Settings,  # noqa: F811
+    quick: Settings,
     teacher: OpenAITeacher,
     reference: Reference,
 ) -> None:

@@ -110,21 +110,6 @@ def reference(tiny_model_dir: Path) -> Reference:
     return Reference(tiny_model_dir)
 
 
-@pytest.fixture
-def quick(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "lease_seconds": 5.0,
-            "heartbeat_seconds": 1.0,
-            "poll_interval_seconds": 0.05,
-            "retry_base_seconds": 0.05,
-            "retry_max_seconds": 0.5,
-            "shutdown_grace_seconds": 1.0,
-            "worker_concurrency": 2,
-        }
-    )
-
-
 def post_job(client: httpx.Client, dataset_id: str, kind: str, **body: Any) -> dict[str, Any]:
     response = client.post("/v1/jobs", json={"dataset_id": dataset_id, "kind": kind, **body})
     assert response.status_code == 202, response.text

@@ -227,23 +227,28 @@ async def test_the_breaker_stops_claiming_while_the_teacher_is_down_and_recovers
 
 
 class FlakySelfInstruct(SelfInstructTeacher):
-    """The Self-Instruct double, failing the first round's proposals once (all of them) and
-    every fourth answer of the next round's answer call."""
+    """The Self-Instruct double, failing the first two proposal requests (the first round's,
+    however they are batched into calls) and every fourth answer of the first answer call."""
+
+    FAILED_PROPOSALS = 2
 
     def __init__(self) -> None:
         super().__init__(seed=5)
-        self.proposal_calls = 0
+        self.proposals_failed = 0
         self.answer_calls = 0
         self.failed_answers: list[str] = []
 
     async def generate(self, requests: Sequence[TeacherRequest]) -> list[TeacherResult]:
         results = await super().generate(requests)
         if requests and requests[0].json_schema is not None:
-            self.proposal_calls += 1
-            if self.proposal_calls == 1:
-                error = TeacherUnavailable("HTTP 502", status=502)
-                return [TeacherResult.failed(error) for _ in requests]
-            return results
+            error = TeacherUnavailable("HTTP 502", status=502)
+            out = []
+            for result in results:
+                if self.proposals_failed < self.FAILED_PROPOSALS:
+                    self.proposals_failed += 1
+                    result = TeacherResult.failed(error)
+                out.append(result)
+            return out
         self.answer_calls += 1
         if self.answer_calls != 1:
             return results

@@ -17,7 +17,9 @@ from app.config import Settings
 from app.hashing import content_hash
 from app.ids import uuid7
 from app.models import Example
+from app.schemas import JobReport
 from app.state import Database
+from app.ui import render
 from tests.conftest import LiveServer
 from tests.factories import make_dataset, upload_seeds
 from tests.test_api_datasets import assert_error
@@ -232,3 +234,54 @@ def test_auth_login_cookie_and_tenants(auth_server: LiveServer, database_url: st
         key_id = re.search(r"[0-9a-f]{8}-[0-9a-f-]{27}", bob_line).group(0)  # type: ignore[union-attr]
         cli(database_url, "keys", "revoke", key_id)
         assert b.get("/ui").status_code == 303
+
+
+def test_report_kind_sections_are_tables_and_charts_of_escaped_text() -> None:
+    """Every kind section of the report rendered from a JobReport: figures as text, charts as
+    SVG, reasons and leaf paths escaped, no raw JSON."""
+    sections = JobReport.model_validate({
+        "job_id": str(uuid.uuid4()), "kind": "evol", "status": "succeeded", "stop_reason": None,
+        "candidates": 0, "accepted": 0, "rejected": 0, "pending": 0, "rejected_by_reason": {},
+        "duplicates": 0, "failed": 0, "tokens": {"prompt": 0, "completion": 0, "total": 0},
+        "teacher_seconds": 0, "teacher_errors": {}, "last_teacher_error": None,
+        "teacher_wait_seconds": 0, "wall_seconds": None, "examples_per_minute": None,
+        "diversity": {"instructions": 0, "distinct_1": 0, "distinct_2": 0, "leading_words": []},
+        "feedback": {
+            "prompts_judged": 12, "prompts_with_pair": 9, "pairs": 1234,
+            "margin": {"min": 1.5, "median": 3.25, "max": 8.0, "histogram": [
+                {"low": b, "high": b + 1, "pairs": 1234 if b == 3 else 0} for b in range(10)]},
+            "comparisons": 40, "disagreements": 5, "disagreement_rate": 0.125, "judge_failed": 2,
+            "aspects": {"helpfulness": 6.5, HOSTILE: 7.0},
+        },
+        "soft_targets": {"examples": 3, "positions": 4567, "k": 20, "stored_bytes": 98765,
+                         "bytes_per_token": 21.63},
+        "dialogue": {"conversations": 7, "turns": {"2": 3, "10": 1, "1": 3}, "mean_turns": 2.71,
+                     "full": 4, "truncated": 3, "cut_by_reason": {HOSTILE: 3},
+                     "rejected_by_reason": {"too_few_turns": 2}},
+        "evol": {"generations": [{"generation": 1, "evolved": 30, "accepted": 25, "pending": 0,
+                                  "eliminated": {"evol_refusal": 4}, "rejected": {"near_dup": 1}}],
+                 "operations": {"add_constraints": {"evolved": 30, "kept": 25}}},
+        "curation": {"proposed": True, "leaves": 2, "leaves_met": 1, "quota": 20, "accepted": 13,
+                     "coverage": [{"path": f"T/{HOSTILE}", "quota": 10, "accepted": 10,
+                                   "rejected": 2, "rejected_by_reason": {"refusal": 2},
+                                   "rounds": 3, "done": "quota met"},
+                                  {"path": "T/b", "quota": 10, "accepted": 3, "rejected": 0,
+                                   "rejected_by_reason": {}, "rounds": 1, "done": None}]},
+    })  # fmt: skip
+    html = render.ENV.get_template("_kind_sections.html").render(
+        report=sections, kind_charts=render.kind_charts(sections)
+    )
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    for figure in ("prompts judged 12", "preference pairs 1,234", "1.50 / 3.25 / 8.00",
+                   "orders disagreed 5 (12.5%)", "helpfulness 6.50", "positions 4,567",
+                   "bytes / token 21.63", "accepted conversations 7", "truncated 3",
+                   "1 30 25 0 evol_refusal 4 near_dup 1", "add constraints 30 25 83%",
+                   "leaves met 1 / 2", "accepted / quota 13 / 20", "3 / 10", "running",
+                   "quota met"):  # fmt: skip
+        assert figure in text, figure
+    # the margin histogram keeps its bins' order; the turns chart orders by number of turns
+    assert text.index("0–1") < text.index("3–4") < text.index("9–10")
+    assert text.index("1 turn ") < text.index("2 turns") < text.index("10 turns")
+    assert html.count('<figure class="chart">') == 4  # margins, turns, cut, rejected
+    assert '"pairs":' not in html and "{" not in text  # no JSON left

@@ -744,6 +744,11 @@ class _TaskTeacher:
         """The worker closes its teacher, not a task."""
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Context:
     """What a method sees of the world (:class:`workers.methods.base.MethodContext`)."""
 
@@ -753,12 +758,23 @@ class _Context:
         self._runner = runner
         self._claimed = claimed
         self._teacher = teacher
+        self._cancel_check: asyncio.Future[None] | None = None
 
     @property
     def teacher(self) -> Teacher:
         return self._teacher or self._runner.teacher
 
     async def check_cancel(self) -> None:
+        """Raise JobCancelled when the job was cancelled or has ended. Checks the task makes
+        at the same time (a pipelined round's answer calls) share one read of the job: a check
+        asked for while one is in flight gets that one's verdict."""
+        if self._cancel_check is None or self._cancel_check.done():
+            self._cancel_check = asyncio.ensure_future(self._read_cancel())
+            # retrieved here too: its verdict is not lost (nor logged) when every waiter left
+            self._cancel_check.add_done_callback(_retrieve)
+        await asyncio.shield(self._cancel_check)
+
+    async def _read_cancel(self) -> None:
         try:
             async with self._runner.db.reading() as session:
                 row = (
@@ -826,7 +842,17 @@ class _Context:
             )
         ).where(Job.id == self._claimed.job_id)
         rows = await self._read(stmt)
-        return dict(rows[0]._asdict()) if rows else {}
+        if not rows:
+            return {}
+        # the counters' sums come back as Decimal on Postgres: methods do arithmetic on them
+        return {
+            name: float(value)
+            if name == "teacher_seconds"
+            else int(value)
+            if name in job_counters.COUNTERS or name == "total"
+            else value
+            for name, value in rows[0]._asdict().items()
+        }
 
     async def sample_demos(self, n_seed: int, n_generated: int) -> list[dict[str, Any]]:
         demos: list[dict[str, Any]] = []

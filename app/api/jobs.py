@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import events, health, job_view, jobs, reports
 from app.api.deps import DbDep, SettingsDep, TenantDep
 from app.api.responses import ERRORS
 from app.models import JobStatus
 from app.schemas import Cursor, JobCreate, JobRead, JobReport, Page
+from app.state import AppState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 
@@ -58,14 +59,19 @@ async def list_jobs(
     return Page(data=[jobs.job_read(j, states[j.id]) for j in rows], next_cursor=next_cursor)
 
 
-@router.get("/{job_id}")
-async def get_job(
-    job_id: uuid.UUID, db: DbDep, tenant: TenantDep, settings: SettingsDep
-) -> JobRead:
+@router.get("/{job_id}", response_model=JobRead, response_class=JSONResponse)
+async def get_job(job_id: uuid.UUID, request: Request, tenant: TenantDep) -> Response:
     """One job with its status, progress and health (can it make progress now, and why not)."""
-    return await job_view.read_job(
-        db, tenant_id=tenant, job_id=job_id, heartbeat_seconds=settings.heartbeat_seconds
+    # the busiest route (status polls): one dependency, and the JSON built once, not validated
+    # again by FastAPI (app.job_view.read_job_json gives the bytes response_model would)
+    state: AppState = request.app.state.distillery
+    body = await job_view.read_job_json(
+        state.db,
+        tenant_id=tenant,
+        job_id=job_id,
+        heartbeat_seconds=state.settings.heartbeat_seconds,
     )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{job_id}/report")

@@ -22,7 +22,7 @@ async def get_metrics(request: Request) -> Response:
     worker's). Needs an API key when DISTILLERY_METRICS_PUBLIC is false."""
     state = await get_state(request)
     if not state.settings.metrics_public:
-        await get_tenant(request, state)
+        await get_tenant(request)
     cache: metrics.GaugeCache | None = getattr(request.app.state, "metrics_cache", None)
     if cache is None:
         cache = metrics.GaugeCache(max_age=state.settings.metrics_cache_seconds)

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from app.schemas import JobReport
+
 CHART_WIDTH = 520
 BAR_HEIGHT = 22
 BAR_GAP = 8
@@ -42,9 +44,14 @@ class BarChart:
     title: str
 
 
-def bar_chart(items: Iterable[tuple[str, int | float]], title: str) -> BarChart:
-    """Horizontal bars, longest first, scaled to the largest value."""
-    pairs = sorted(((str(k), v) for k, v in items), key=lambda kv: (-kv[1], kv[0]))
+def bar_chart(
+    items: Iterable[tuple[str, int | float]], title: str, *, ordered: bool = False
+) -> BarChart:
+    """Horizontal bars scaled to the largest value: longest first, or in the items' order
+    (`ordered`: a histogram's bins)."""
+    pairs = [(str(k), v) for k, v in items]
+    if not ordered:
+        pairs.sort(key=lambda kv: (-kv[1], kv[0]))
     top = max((v for _, v in pairs), default=0) or 1
     total = sum(v for _, v in pairs)
     bar_area = CHART_WIDTH - LABEL_WIDTH - VALUE_WIDTH
@@ -60,6 +67,27 @@ def bar_chart(items: Iterable[tuple[str, int | float]], title: str) -> BarChart:
     ]
     height = max(1, len(bars)) * (BAR_HEIGHT + BAR_GAP)
     return BarChart(bars, CHART_WIDTH, height, LABEL_WIDTH, bar_area, total, title)
+
+
+def kind_charts(report: JobReport) -> dict[str, BarChart]:
+    """The charts of the report's kind sections (templates/_kind_sections.html), by name."""
+    charts: dict[str, BarChart] = {}
+    if report.feedback is not None and report.feedback.pairs:
+        bins = [(f"{b.low:g}–{b.high:g}", b.pairs) for b in report.feedback.margin.histogram]
+        charts["margins"] = bar_chart(bins, "preference pairs by margin", ordered=True)
+    if report.dialogue is not None:
+        dialogue = report.dialogue
+        if dialogue.turns:
+            by_turns = sorted(dialogue.turns.items(), key=lambda kv: int(kv[0]))
+            turns = [(f"{n} turn{'' if n == '1' else 's'}", c) for n, c in by_turns]
+            charts["turns"] = bar_chart(turns, "conversations by assistant turns", ordered=True)
+        if dialogue.cut_by_reason:
+            charts["cut"] = bar_chart(dialogue.cut_by_reason.items(), "truncated by reason")
+        if dialogue.rejected_by_reason:
+            charts["dialogue_rejected"] = bar_chart(
+                dialogue.rejected_by_reason.items(), "rejected conversations by reason"
+            )
+    return charts
 
 
 def _number(value: int | float | None, digits: int = 0) -> str:
@@ -102,6 +130,11 @@ def _compact(value: Any) -> Any:
     return value
 
 
+def _percent(value: float | None, digits: int = 0) -> str:
+    """A share (0..1) as a percentage; an em dash when unknown."""
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
 def _short_id(value: Any) -> str:
     """The last 8 hex digits: the random part (ids are UUIDv7, their first digits are a time)."""
     return str(value)[-8:] if value is not None else "—"
@@ -122,6 +155,7 @@ def make_environment() -> Environment:
         pretty_json=_pretty_json,
         short=_short_id,
         compact=_compact,
+        percent=_percent,
     )
     return env
 

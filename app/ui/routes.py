@@ -232,10 +232,9 @@ async def jobs_page(
     )
 
 
-@router.get("/jobs/{job_id}")
-@ui_page
-async def job_page(request: Request, job_id: str) -> Response:
-    """One job: live progress (the event stream), health, rejections so far, task history."""
+async def _job_and_report(request: Request, job_id: str) -> dict[str, Any]:
+    """What the job page and the report page both show: the job with its health, its report,
+    its dataset's name (and the page's base context)."""
     tenant = await session.tenant_of(request)
     state = session.state_of(request)
     async with state.db.reading() as s:
@@ -247,17 +246,22 @@ async def job_page(request: Request, job_id: str) -> Response:
         names = await queries.dataset_names(
             session=s, tenant_id=tenant, dataset_ids=[job.dataset_id]
         )
-    read = _job_read(job, states)
-    return render.page(
-        "job.html",
+    return {
         **_base(request, tenant),
-        job=read,
-        report=report,
-        dataset_name=names.get(job.dataset_id, ""),
-        finished=job.status in TERMINAL_STATUSES,
-        chart=_rejections_chart(report.rejected_by_reason),
-        tokens_per_second=_tokens_per_second(report),
-    )
+        "job": _job_read(job, states),
+        "report": report,
+        "dataset_name": names.get(job.dataset_id, ""),
+        "chart": _rejections_chart(report.rejected_by_reason),
+        "tokens_per_second": _tokens_per_second(report),
+    }
+
+
+@router.get("/jobs/{job_id}")
+@ui_page
+async def job_page(request: Request, job_id: str) -> Response:
+    """One job: live progress (the event stream), health, rejections so far, task history."""
+    context = await _job_and_report(request, job_id)
+    return render.page("job.html", **context, finished=context["job"].status in TERMINAL_STATUSES)
 
 
 def _rejections_chart(by_reason: dict[str, int]) -> render.BarChart | None:
@@ -288,37 +292,19 @@ async def rejections_fragment(request: Request, job_id: str) -> Response:
 @router.get("/jobs/{job_id}/report")
 @ui_page
 async def report_page(request: Request, job_id: str) -> Response:
-    """The job's curation report: kept and rejected by reason, tokens, throughput, health."""
-    tenant = await session.tenant_of(request)
-    state = session.state_of(request)
-    async with state.db.reading() as s:
-        job = await jobs.get_job(session=s, tenant_id=tenant, job_id=_id(job_id, "job"))
-        states = await health.health_of(
-            session=s, jobs=[job], heartbeat_seconds=state.settings.heartbeat_seconds
-        )
-        report = JobReport.model_validate(await reports.job_report(session=s, job=job))
-        names = await queries.dataset_names(
-            session=s, tenant_id=tenant, dataset_ids=[job.dataset_id]
-        )
-    extra = {
-        name: getattr(report, name)
-        for name in ("feedback", "soft_targets", "dialogue", "evol", "curation")
-        if getattr(report, name, None) is not None
-    }
+    """The job's curation report: kept and rejected by reason, tokens, throughput, health, and
+    the sections of its kind (feedback, soft targets, dialogue, evol, curation)."""
+    context = await _job_and_report(request, job_id)
+    report: JobReport = context["report"]
     return render.page(
         "report.html",
-        **_base(request, tenant),
-        job=_job_read(job, states),
-        report=report,
-        dataset_name=names.get(job.dataset_id, ""),
-        chart=_rejections_chart(report.rejected_by_reason),
+        **context,
         errors_chart=(
             render.bar_chart(report.teacher_errors.items(), "failed teacher attempts by cause")
             if report.teacher_errors
             else None
         ),
-        tokens_per_second=_tokens_per_second(report),
-        extra={name: value.model_dump(mode="json") for name, value in extra.items()},
+        kind_charts=render.kind_charts(report),
     )
 
 

@@ -961,19 +961,23 @@ def recheck_against(
     reason, detail naming the match and its ROUGE-L)."""
 
     def check(rows: list[str]) -> dict[int, tuple[str, str]]:
+        # the items against the rows alone, in one batch through the prefix filter (candidate
+        # pairs only, no scan of every row per item): the same verdicts and best matches as
+        # `NearDupIndex.check` one by one
         index = dedup.NearDupIndex.from_rows(rows, config)
+        verdicts, positions = dedup.check_batch([text for _, text in accepted], index)
         found: dict[int, tuple[str, str]] = {}
-        for item, text in accepted:
-            rejection = index.check(text)
+        for (item, text), rejection, position in zip(accepted, verdicts, positions, strict=True):
             if rejection is None:
                 continue
-            score, position = index.max_similarity(text)
             match = dedup.shorten(index.text(position))
+            if rejection.reason == DUPLICATE:
+                detail = "same words as"
+            else:
+                detail = f"rouge_l={dedup.rouge_l(text, index.text(position)):.3f} with"
             found[item] = (
                 rejection.reason,
-                f'same words as an example stored by a parallel round: "{match}"'
-                if rejection.reason == DUPLICATE
-                else f'rouge_l={score:.3f} with an example stored by a parallel round: "{match}"',
+                f'{detail} an example stored by a parallel round: "{match}"',
             )
         return found
 
