@@ -46,6 +46,10 @@ cli.command("export", help=client.reflow(client.export_command.__doc__))(client.
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # soft_wrap: one error stays one line
 
+# at shutdown, requests still open this long after SIGTERM are cut: an event stream
+# (GET /v1/jobs/{id}/events) lasts as long as its job, and would hold the shutdown that long
+SHUTDOWN_GRACE_S = 5.0
+
 DatabaseOpt = Annotated[
     str | None, typer.Option("--database-url", help="overrides DISTILLERY_DATABASE_URL")
 ]
@@ -180,6 +184,7 @@ def serve(
         create_app(settings, background=background),
         log_level="info",
         access_log=False,  # a log line per request costs more than the request (bench/service.py)
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
     server = uvicorn.Server(config)
     logging.getLogger(__name__).info(
@@ -229,6 +234,7 @@ def _serve_processes(
         log_level="info",
         access_log=False,
         timeout_worker_healthcheck=60,  # a process starting on a busy machine is not hung
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
     logging.getLogger(__name__).info(
         "serving on http://%s:%d with %d API processes%s",
