@@ -48,7 +48,7 @@ errors = Console(stderr=True, soft_wrap=True)  # soft_wrap: one error stays one 
 
 # at shutdown, requests still open this long after SIGTERM are cut: an event stream
 # (GET /v1/jobs/{id}/events) lasts as long as its job, and would hold the shutdown that long
-SHUTDOWN_GRACE_S = 5.0
+SHUTDOWN_GRACE_S = 5
 
 DatabaseOpt = Annotated[
     str | None, typer.Option("--database-url", help="overrides DISTILLERY_DATABASE_URL")
