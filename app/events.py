@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,7 @@ from app import health, jobs, reports, workers
 from app.config import Settings
 from app.db import utcnow
 from app.errors import ValidationFailed
-from app.models import TERMINAL_STATUSES, Example, Job, Task, TaskEvent, Worker
+from app.models import TERMINAL_STATUSES, Job, Task, TaskEvent, Worker
 from app.schemas import JobReport
 from app.state import Database
 
@@ -196,18 +195,8 @@ async def job_events(
 
 
 async def _counts(session: AsyncSession, job_id: uuid.UUID) -> dict[str, Any]:
-    """Candidates, accepted, rejected (by reason) of the job: one GROUP BY on (job_id, status)."""
-    rows = await session.execute(
-        select(Example.status, Example.reject_reason, func.count())
-        .where(Example.job_id == job_id)
-        .group_by(Example.status, Example.reject_reason)
-    )
-    by_status: Counter[str] = Counter()
-    by_reason: Counter[str] = Counter()
-    for status, reason, n in rows.tuples():
-        by_status[status] += n
-        if status == "rejected":
-            by_reason[reason or "unknown"] += n
+    """Candidates, accepted, rejected (by reason) of the job."""
+    by_status, by_reason = await reports.example_counts(session, job_id)
     return {
         "candidates": sum(by_status.values()),
         "accepted": by_status["accepted"],
@@ -235,7 +224,7 @@ async def teacher_in_flight(session: AsyncSession, job_id: uuid.UUID, settings: 
 
 
 def _progress(job: Job, job_data: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
-    wall = _wall_seconds(job)
+    wall = reports.wall_seconds(job)
     tokens = job.prompt_tokens + job.completion_tokens
     report = {
         **counts,
@@ -258,13 +247,6 @@ def eta_seconds(job: Job, wall: float | None) -> float | None:
         return None
     left = max(job.total - job.completed, 0)
     return round(left / (job.completed / wall), 1)
-
-
-def _wall_seconds(job: Job) -> float | None:
-    if job.started_at is None:
-        return None
-    end: dt.datetime = job.finished_at or utcnow()
-    return max((end - job.started_at).total_seconds(), 0.0)
 
 
 def _task_event(row: TaskEvent) -> dict[str, Any]:

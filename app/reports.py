@@ -10,6 +10,7 @@ import datetime as dt
 import itertools
 import re
 import statistics
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -25,18 +26,26 @@ DIVERSITY_SAMPLE = 20_000
 _WORD = re.compile(r"[a-z0-9']+")
 
 
-async def job_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
+async def example_counts(
+    session: AsyncSession, job_id: uuid.UUID
+) -> tuple[Counter[str], Counter[str]]:
+    """The job's examples by status, and its rejected ones by reason: one GROUP BY."""
     rows = await session.execute(
         select(Example.status, Example.reject_reason, func.count())
-        .where(Example.job_id == job.id)
+        .where(Example.job_id == job_id)
         .group_by(Example.status, Example.reject_reason)
     )
     by_status: Counter[str] = Counter()
     by_reason: Counter[str] = Counter()
-    for status, reason, n in rows:
+    for status, reason, n in rows.tuples():
         by_status[status] += n
         if status == "rejected":
             by_reason[reason or "unknown"] += n
+    return by_status, by_reason
+
+
+async def job_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
+    by_status, by_reason = await example_counts(session, job.id)
     instructions = (
         await session.scalars(
             select(Example.instruction)
@@ -45,7 +54,7 @@ async def job_report(*, session: AsyncSession, job: Job) -> dict[str, Any]:
             .limit(DIVERSITY_SAMPLE)
         )
     ).all()
-    wall = _wall_seconds(job)
+    wall = wall_seconds(job)
     accepted = by_status["accepted"]
     return {
         "job_id": job.id,
@@ -310,7 +319,8 @@ def _teacher_wait(job: Job) -> float:
     return job.teacher_wait_seconds + open_for
 
 
-def _wall_seconds(job: Job) -> float | None:
+def wall_seconds(job: Job) -> float | None:
+    """From the job's start to its end (or now); None before it started."""
     if job.started_at is None:
         return None
     end: dt.datetime = job.finished_at or utcnow()

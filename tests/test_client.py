@@ -226,6 +226,24 @@ def test_auth_and_unreachable(
     assert url in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def watched_job(
+    service: Service, tmp_path: Path, name: str, prompts: int
+) -> tuple[str, subprocess.Popen[str]]:
+    """A labeling job of `prompts` questions in a new dataset, started through the client, and a
+    `distillery jobs watch` of it running as a subprocess."""
+    ds = service.ok("datasets", "create", name)
+    seeds = tmp_path / "s.jsonl"
+    seeds.write_text("".join(f'{{"instruction": "Question {i}?"}}\n' for i in range(prompts)))
+    service.ok("seeds", "push", ds, str(seeds))
+    job = service.ok("jobs", "start", ds, "--kind", "labeling")
+    env = {**service.env, "DISTILLERY_URL": service.url}
+    watcher = subprocess.Popen(
+        [DISTILLERY, "jobs", "watch", job], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return job, watcher
+
+
 def test_watch_reconnects_across_a_restart(sqlite_database_url: str, tmp_path: Path) -> None:
     """The server goes away mid-job and comes back on the same port: the watch reconnects with
     Last-Event-ID and ends with the job. The job outlasts the server's shutdown grace (its open
@@ -236,16 +254,7 @@ def test_watch_reconnects_across_a_restart(sqlite_database_url: str, tmp_path: P
             sqlite_database_url, slow, tmp_path, port=port, DISTILLERY_LABELING_CHUNK_SIZE="1",
             DISTILLERY_WORKER_CONCURRENCY="1",
         ) as service:  # fmt: skip
-            ds = service.ok("datasets", "create", "slow")
-            seeds = tmp_path / "s.jsonl"
-            seeds.write_text("".join(f'{{"instruction": "Question {i}?"}}\n' for i in range(40)))
-            service.ok("seeds", "push", ds, str(seeds))
-            job = service.ok("jobs", "start", ds, "--kind", "labeling")
-            env = {**service.env, "DISTILLERY_URL": service.url}
-            watcher = subprocess.Popen(
-                [DISTILLERY, "jobs", "watch", job], env=env, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            job, watcher = watched_job(service, tmp_path, "slow", prompts=40)
             assert watcher.stderr is not None
             assert "Ctrl-C stops watching" in watcher.stderr.readline()  # it follows the job
             deadline = time.monotonic() + 60
@@ -266,16 +275,7 @@ def test_cancelled_job_exits_2(sqlite_database_url: str, tmp_path: Path) -> None
         sqlite_database_url, slow, tmp_path, DISTILLERY_LABELING_CHUNK_SIZE="1",
         DISTILLERY_WORKER_CONCURRENCY="1",
     ) as service:  # fmt: skip
-        ds = service.ok("datasets", "create", "to-cancel")
-        seeds = tmp_path / "s.jsonl"
-        seeds.write_text("".join(f'{{"instruction": "Question {i}?"}}\n' for i in range(20)))
-        service.ok("seeds", "push", ds, str(seeds))
-        job = service.ok("jobs", "start", ds, "--kind", "labeling")
-        env = {**service.env, "DISTILLERY_URL": service.url}
-        watcher = subprocess.Popen(
-            [DISTILLERY, "jobs", "watch", job], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        job, watcher = watched_job(service, tmp_path, "to-cancel", prompts=20)
         assert "cancel requested" in service.ok("jobs", "cancel", job)
         stdout, stderr = watcher.communicate(timeout=120)
     assert watcher.returncode == 2, stderr

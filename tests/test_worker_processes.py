@@ -135,6 +135,24 @@ async def wait_for(what: str, parent: Parent, check, timeout_s: float = 60.0):  
     raise AssertionError(f"{what} not seen in {timeout_s}s\n{parent.log()}")
 
 
+async def two_children(
+    db: Database,
+    database_url: str,
+    emulator: EmulatorProcess,
+    tmp_path: Path,
+    parents: list[Parent],
+) -> tuple[Parent, list[WorkerRow]]:
+    """`distillery worker --processes 2` started, once both children registered: their rows."""
+    parent = Parent(database_url, emulator, tmp_path / "worker.log", 2)
+    parents.append(parent)
+
+    async def two() -> list[WorkerRow] | None:
+        rows = await live_workers(db)
+        return rows if len(rows) == 2 else None
+
+    return parent, await wait_for("two registered workers", parent, two)
+
+
 async def job_state(db: Database, job_id: uuid.UUID) -> Job:
     async with db.reading() as session:
         job = await session.get(Job, job_id)
@@ -169,14 +187,7 @@ async def test_two_processes_share_a_job(
 ) -> None:
     db = Database.from_url(database_url)
     try:
-        parent = Parent(database_url, emulator, tmp_path / "worker.log", 2)
-        parents.append(parent)
-
-        async def two() -> list[WorkerRow] | None:
-            rows = await live_workers(db)
-            return rows if len(rows) == 2 else None
-
-        rows = await wait_for("two registered workers", parent, two)
+        parent, rows = await two_children(db, database_url, emulator, tmp_path, parents)
         child_pids = {c.pid for c in parent.children()}
         assert {row.pid for row in rows} == child_pids, parent.log()
         assert len({row.name for row in rows}) == 2
@@ -203,13 +214,7 @@ async def test_sigterm_stops_every_child(
 ) -> None:
     db = Database.from_url(database_url)
     try:
-        parent = Parent(database_url, emulator, tmp_path / "worker.log", 2)
-        parents.append(parent)
-
-        async def two() -> bool:
-            return len(await live_workers(db)) == 2
-
-        await wait_for("two registered workers", parent, two)
+        parent, _rows = await two_children(db, database_url, emulator, tmp_path, parents)
         children = parent.children()
         assert len(children) == 2
         job_id = await labeling_job(db, emulator.model)
@@ -238,13 +243,7 @@ async def test_child_killed_9_is_replaced(
 ) -> None:
     db = Database.from_url(database_url)
     try:
-        parent = Parent(database_url, emulator, tmp_path / "worker.log", 2)
-        parents.append(parent)
-
-        async def two() -> bool:
-            return len(await live_workers(db)) == 2
-
-        await wait_for("two registered workers", parent, two)
+        parent, _rows = await two_children(db, database_url, emulator, tmp_path, parents)
         job_id = await labeling_job(db, emulator.model)
 
         async def holding() -> WorkerRow | None:  # a child with a task in flight
